@@ -1,0 +1,55 @@
+"""The three run profiles, in one place.
+
+``smoke``  seconds to a couple of minutes per notebook; what CI runs.
+``cpu``    the default: the real case study on a 2-core CPU, about an hour in all.
+``full``   paper scale, for users with a GPU.
+
+Notebooks take a ``profile`` parameter and call :func:`get_profile`; CLIs take ``--profile``.
+Values are read by the modules that need them (dataset size, training budget, evaluation size).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # dataset (helpers.data): number of generated flows per split
+    train_flows: int
+    dev_flows: int
+    ood_flows: int
+    # evaluation: cap on queries per task and split (None = all)
+    max_eval_queries: int | None
+    # training (helpers.train)
+    train_pairs: int | None  # pairs sampled per run (None = all)
+    batch_size: int
+    epochs: float
+    max_seq_length: int
+    eval_steps: int | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
+                     train_pairs=256, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None),
+    "cpu": Profile("cpu", train_flows=6000, dev_flows=300, ood_flows=100, max_eval_queries=None,
+                   train_pairs=6000, batch_size=32, epochs=1, max_seq_length=96, eval_steps=None),
+    "full": Profile("full", train_flows=6000, dev_flows=300, ood_flows=100, max_eval_queries=None,
+                    train_pairs=None, batch_size=64, epochs=1, max_seq_length=256, eval_steps=500),
+}
+
+DEFAULT_PROFILE = "cpu"
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """Return the named profile (default: ``$CASE_STUDY_PROFILE`` or ``cpu``), with overrides."""
+    name = name or os.environ.get("CASE_STUDY_PROFILE") or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    prof = PROFILES[name]
+    return replace(prof, **overrides) if overrides else prof

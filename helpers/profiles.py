@@ -29,6 +29,8 @@ class Profile:
     epochs: float
     max_seq_length: int
     eval_steps: int | None
+    # training checkpoints (helpers.train): save every N steps (None: about 4 per run)
+    save_steps: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,37 @@
+# Two commands for users (see README):
+#   make reproduce   run every notebook headless (default profile: cpu) -> executed notebooks + results/
+#   make test        run the whole test suite (smoke profile for notebooks)
+# Both create .venv in the repository and install requirements.txt into it first.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= cpu
+PYTHON  ?= python3
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup reproduce test data check-results clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+reproduce: setup
+	$(PY) -m helpers.reproduce --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/notebooks-smoke/[0-9][0-9]_*.ipynb
+
+data: setup
+	$(PY) -m helpers.data build --seed 0 --profile $(PROFILE) --out data/generated/$(PROFILE)
+	$(PY) -m helpers.data validate data/generated/$(PROFILE)
+
+clean:
+	rm -rf build data/generated

@@ -1,0 +1,278 @@
+"""Build the open dataset: flows, the four retrieval tasks per split, training pairs, stats.
+
+Layout written under ``OUT`` (atomically: built in a temporary folder, renamed when complete)::
+
+    OUT/beir/<task>/<split>/{corpus.jsonl, queries.jsonl, qrels/test.tsv}   task: step, table, field, workflow
+    OUT/train/<task>/            Hugging Face dataset (query, positive, query_id, positive_id, flow_id)
+    OUT/flows/<split>.jsonl      every flow: id, yaml, requirement, step annotations
+    OUT/stats.json               counts, long tail, word overlap, build parameters
+
+Splits: ``train`` (IT flows; its BEIR folders hold the training queries for hard-negative
+mining), ``dev`` (held-out IT flows), ``ood01``..``ood10`` (one business domain each) and
+``dev-de``, ``dev-es``, ``dev-fr``, ``dev-ja``, ``dev-he`` (every dev query translated; objects stay
+English). The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from helpers.data.catalog import SPLITS_OOD, Catalog, Field, Step, Table, load_catalog
+from helpers.data.flows import Flow, FlowGenerator, Renderer, flow_to_yaml
+from helpers.data.language import TRANSLATED, load_pools, stable_hash
+from helpers.io import atomic_dir, atomic_write_json, write_jsonl
+from helpers.profiles import get_profile
+
+TASKS = ("step", "table", "field", "workflow")
+TRAIN_TASKS = ("step", "table", "field")
+MAX_TABLE_NOTES = 2  # annotation queries per flow for the table task
+MAX_FIELD_NOTES = 4  # annotation queries per flow for the field task
+
+
+# --------------------------------------------------------------------------------------------
+# documents (one per object), BEIR style
+
+
+def step_doc(s: Step) -> dict:
+    text = f"{s.description}."
+    if s.inputs:
+        text += f" Inputs: {', '.join(s.inputs)}."
+    if s.system:
+        text += f" Integration with {s.system}."
+    return {"_id": s.name, "title": s.label, "text": text}
+
+
+def table_doc(t: Table) -> dict:
+    text = f"{t.name}: {t.description}."
+    if t.extends:
+        text += f" Extends {t.extends}."
+    return {"_id": t.name, "title": t.label, "text": text}
+
+
+def field_doc(t: Table, f: Field) -> dict:
+    kind = f.type + (f" to {f.reference}" if f.reference else "")
+    text = f"{f.label} ({kind}) on {t.label}: {f.description}."
+    if f.choices:
+        text += f" Choices: {', '.join(f.choices)}."
+    return {"_id": f"{t.name}.{f.name}", "title": f"{t.name}.{f.name}", "text": text}
+
+
+def document_text(doc: dict) -> str:
+    """The text a retriever sees for a document; training positives use exactly the same."""
+    from helpers.retrieval import document_text as _dt
+
+    return _dt(doc)
+
+
+def corpora_for(catalog: Catalog, split: str, flows: list[Flow]) -> dict[str, dict[str, dict]]:
+    """One corpus per task: the objects one customer instance of the split's domain holds."""
+    domain = catalog.domain_for_split(split)
+    tables = catalog.tables_for(domain)
+    return {
+        "step": {s.name: step_doc(s) for s in catalog.steps_for(domain)},
+        "table": {t.name: table_doc(t) for t in tables},
+        "field": {f"{t.name}.{f.name}": field_doc(t, f) for t in tables for f in t.fields},
+        "workflow": {fl.flow_id: {"_id": fl.flow_id, "title": fl.name, "text": flow_to_yaml(fl)} for fl in flows},
+    }
+
+
+def field_query(annotation: str, table: Table) -> str:
+    """The field task's query: a step annotation plus the step's table, as in the paper."""
+    return f"{annotation} (table: {table.name})"
+
+
+# --------------------------------------------------------------------------------------------
+# queries
+
+
+def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: str) -> tuple[dict, list[dict]]:
+    """Queries and qrels for every task, and a record per flow (requirement, annotations)."""
+    rend = Renderer(catalog, pools)
+    q = {t: {} for t in TASKS}
+    rel = {t: {} for t in TASKS}
+    records = []
+    for fl in flows:
+        rng = random.Random(stable_hash(str(seed), "text", lang, fl.flow_id))
+        req = rend.requirement(rng, fl)
+        notes = {s.sid: rend.annotation(rng, s) for s in fl.all_steps() if s.table is not None or s.fields}
+        records.append({"flow_id": fl.flow_id, "requirement": req,
+                        "annotations": {str(k): v for k, v in notes.items()}})
+        q["step"][fl.flow_id] = req
+        rel["step"][fl.flow_id] = {n: 1 for n in fl.step_names()}
+        q["workflow"][fl.flow_id] = req
+        rel["workflow"][fl.flow_id] = {fl.flow_id: 1}
+        q["table"][f"{fl.flow_id}-req"] = req
+        rel["table"][f"{fl.flow_id}-req"] = {n: 1 for n in fl.table_names()}
+        with_table = [s for s in fl.all_steps() if s.table is not None and s.sid in notes]
+        for s in _sample(rng, with_table, MAX_TABLE_NOTES):
+            q["table"][f"{fl.flow_id}-s{s.sid}"] = notes[s.sid]
+            rel["table"][f"{fl.flow_id}-s{s.sid}"] = {s.table.name: 1}
+        with_fields = [s for s in fl.all_steps() if s.table is not None and s.fields and s.sid in notes
+                       and all(f.table in _lineage(catalog, s.table) for f in s.fields)]
+        for s in _sample(rng, with_fields, MAX_FIELD_NOTES):
+            q["field"][f"{fl.flow_id}-s{s.sid}"] = field_query(notes[s.sid], s.table)
+            rel["field"][f"{fl.flow_id}-s{s.sid}"] = {f"{s.table.name}.{f.name}": 1 for f in s.fields}
+    return {"queries": q, "qrels": rel}, records
+
+
+def _lineage(catalog: Catalog, t: Table) -> set[str]:
+    out = set()
+    cur: Table | None = t
+    while cur is not None:
+        out.add(cur.name)
+        cur = catalog.tables.get(cur.extends) if cur.extends else None
+    return out
+
+
+def _sample(rng: random.Random, items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    return sorted(rng.sample(items, k), key=lambda s: s.sid)
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+STOP = set("a an the of to and or in on for by with is are be it its this that as at from when then if".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)} - STOP
+
+
+def word_overlap(queries: dict, qrels: dict, corpus: dict) -> float:
+    """Mean share of a query's content words that occur in its gold documents' text."""
+    vals = []
+    for qid, text in queries.items():
+        qw = _words(text)
+        if not qw:
+            continue
+        dw = set()
+        for d in qrels.get(qid, {}):
+            doc = corpus[d]
+            dw |= _words(doc["_id"].replace("_", " ").replace(".", " ") + " " + doc["title"] + " " + doc["text"])
+        vals.append(len(qw & dw) / len(qw))
+    return round(sum(vals) / max(1, len(vals)), 4)
+
+
+def long_tail(counter: Counter) -> dict:
+    """How concentrated the positives are: share of pairs taken by the top 1% / 10% of objects."""
+    counts = sorted(counter.values(), reverse=True)
+    total = sum(counts) or 1
+    n = len(counts)
+    top = lambda frac: round(sum(counts[: max(1, int(n * frac))]) / total, 4)
+    return {"objects": n, "pairs": total, "top1pct_share": top(0.01), "top10pct_share": top(0.10),
+            "max": counts[0] if counts else 0, "median": counts[n // 2] if counts else 0,
+            "singletons": sum(1 for c in counts if c == 1)}
+
+
+# --------------------------------------------------------------------------------------------
+# the build
+
+
+def generate_flows(catalog: Catalog, split: str, n: int, seed: int) -> list[Flow]:
+    domain = catalog.domain_for_split(split)
+    gen = FlowGenerator(catalog, domain)
+    flows = []
+    for i in range(n):
+        fid = f"{split}-{i:05d}"
+        flows.append(gen.generate(fid, random.Random(stable_hash(str(seed), "struct", fid))))
+    return flows
+
+
+def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *, train_flows: int | None = None,
+                  dev_flows: int | None = None, ood_flows: int | None = None,
+                  languages: tuple[str, ...] = TRANSLATED, catalog: Catalog | None = None,
+                  progress: bool = True) -> dict:
+    """Build the whole dataset into ``out``; return the stats dict (also written to stats.json)."""
+    prof = get_profile(profile)
+    n_train = prof.train_flows if train_flows is None else train_flows
+    n_dev = prof.dev_flows if dev_flows is None else dev_flows
+    n_ood = prof.ood_flows if ood_flows is None else ood_flows
+    t0 = time.time()
+    catalog = catalog or load_catalog()
+    from helpers.beir import write_beir
+
+    splits = ["train", "dev"] + [s for s in SPLITS_OOD if any(d.split == s for d in catalog.domains.values())]
+    sizes = {"train": n_train, "dev": n_dev, **{s: n_ood for s in splits[2:]}}
+    stats: dict = {"seed": seed, "profile": prof.name, "flows": {}, "queries": {t: {} for t in TASKS},
+                   "corpus": {t: {} for t in TASKS}, "qrels": {t: {} for t in TASKS},
+                   "word_overlap": {t: {} for t in TASKS}, "train_pairs": {}, "steps_per_flow": {}}
+    en_train = load_pools(catalog, "en", "train")
+    en_test = load_pools(catalog, "en", "test")
+    with atomic_dir(out) as tmp:
+        bar = tqdm(splits + [f"dev-{lang}" for lang in languages], desc="build", disable=not progress)
+        dev_flows_list: list[Flow] = []
+        for split in bar:
+            bar.set_postfix_str(split)
+            if split.startswith("dev-"):
+                lang = split.split("-", 1)[1]
+                flows = dev_flows_list
+                pools = load_pools(catalog, lang, "test")
+            else:
+                lang = "en"
+                flows = generate_flows(catalog, split, sizes[split], seed)
+                pools = en_train if split == "train" else en_test
+                if split == "dev":
+                    dev_flows_list = flows
+            rendered, records = render_split(catalog, flows, pools, seed, lang)
+            corpora = corpora_for(catalog, split, flows)
+            if not split.startswith("dev-"):
+                write_jsonl(tmp / "flows" / f"{split}.jsonl",
+                            [{**r, "yaml": flow_to_yaml(f)} for r, f in zip(records, flows)])
+                stats["flows"][split] = len(flows)
+                stats["steps_per_flow"][split] = round(sum(len(f.all_steps()) for f in flows) / max(1, len(flows)), 2)
+            else:
+                write_jsonl(tmp / "flows" / f"{split}.jsonl", records)
+            for task in TASKS:
+                if split == "train" and task == "workflow":
+                    continue  # never used for training
+                qs, rel = rendered["queries"][task], rendered["qrels"][task]
+                write_beir(tmp / "beir" / task / split, corpora[task], qs, rel)
+                stats["queries"][task][split] = len(qs)
+                stats["corpus"][task][split] = len(corpora[task])
+                stats["qrels"][task][split] = sum(len(v) for v in rel.values())
+                stats["word_overlap"][task][split] = word_overlap(qs, rel, corpora[task])
+            if split == "train":
+                stats["train_pairs"], stats["long_tail"] = _write_train(tmp / "train", rendered, corpora)
+        stats["build_seconds"] = round(time.time() - t0, 1)
+        stats_public = {k: v for k, v in stats.items() if k != "build_seconds"}
+        # build time varies run to run; keep it out of the byte-identical stats file.
+        atomic_write_json(tmp / "stats.json", stats_public)
+    return stats
+
+
+def _write_train(folder: Path, rendered: dict, corpora: dict) -> tuple[dict, dict]:
+    """Training pairs per task as Hugging Face datasets with a deterministic fingerprint."""
+    from datasets import Dataset
+
+    counts, tails = {}, {}
+    for task in TRAIN_TASKS:
+        rows = {"query": [], "positive": [], "query_id": [], "positive_id": [], "flow_id": []}
+        freq: Counter = Counter()
+        qs, rel = rendered["queries"][task], rendered["qrels"][task]
+        for qid in qs:
+            for did in rel[qid]:
+                rows["query"].append(qs[qid])
+                rows["positive"].append(document_text(corpora[task][did]))
+                rows["query_id"].append(qid)
+                rows["positive_id"].append(did)
+                rows["flow_id"].append(qid.rsplit("-s", 1)[0].removesuffix("-req"))
+                freq[did] += 1
+        ds = Dataset.from_dict(rows)
+        # datasets gives in-memory tables a random fingerprint; fix it so files are byte-identical.
+        ds._fingerprint = f"{task}-{stable_hash(json.dumps(rows['query_id'][:50]), str(len(ds))):x}"
+        ds.save_to_disk(str(folder / task))
+        counts[task] = len(ds)
+        tails[task] = long_tail(freq)
+    counts["total"] = sum(counts.values())
+    return counts, tails

@@ -1,0 +1,108 @@
+"""Check a built dataset: structure, leakage between train and test, counts.
+
+``python -m helpers.data validate DIR`` exits non-zero and prints every failed check. Checks:
+
+- every task/split BEIR folder loads (every qrel resolves to a corpus document and a query);
+- every split is non-empty, and the counts in ``stats.json`` match the files;
+- no dev / OOD / translated query text, and no dev / OOD flow, appears in train;
+- no training phrasing leaks into test pools: the catalog's train and test pools are disjoint,
+  and no test query contains a distinctive (>= 4 word) fixed fragment of a train-only template;
+- the training set is as large as promised for the profile it was built with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from helpers.data.catalog import SLOT_RE, load_catalog
+from helpers.data.language import load_pools
+from helpers.io import DataError, read_jsonl
+
+MIN_TRAIN_PAIRS = {"cpu": 100_000, "full": 100_000}
+
+
+def _fragments(template: str, min_words: int = 4) -> list[str]:
+    """Fixed (slot-free) parts of a template with at least ``min_words`` words."""
+    parts = [p.strip(" ,;.") for p in SLOT_RE.split(template)[::2]]
+    return [p.lower() for p in parts if len(p.split()) >= min_words]
+
+
+def validate_dataset(folder: str | Path) -> list[str]:
+    """Return the list of failures (empty when the dataset is valid)."""
+    from helpers.beir import load_beir
+
+    folder = Path(folder)
+    errors: list[str] = []
+    stats_path = folder / "stats.json"
+    if not stats_path.is_file():
+        return [f"{stats_path}: missing (is this a dataset built by `python -m helpers.data build`?)"]
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    texts: dict[str, set[str]] = {}
+    for task, per_split in stats["queries"].items():
+        for split, n in per_split.items():
+            path = folder / "beir" / task / split
+            try:
+                corpus, queries, qrels = load_beir(path)
+            except (DataError, FileNotFoundError) as e:
+                errors.append(f"{path}: {e}")
+                continue
+            if not corpus or not queries:
+                errors.append(f"{path}: empty corpus or queries")
+            if len(queries) != n:
+                errors.append(f"{path}: stats.json says {n} queries, files hold {len(queries)}")
+            texts.setdefault(split, set()).update(queries.values())
+    train_texts = texts.get("train", set())
+    for split, ts in texts.items():
+        if split == "train":
+            continue
+        leaked = ts & train_texts
+        if leaked:
+            errors.append(f"split {split}: {len(leaked)} query texts also occur in train, e.g. {sorted(leaked)[0]!r}")
+    # flows: a held-out flow must not be a training flow
+    train_yaml = set()
+    tf = folder / "flows" / "train.jsonl"
+    if tf.is_file():
+        train_yaml = {r["yaml"] for _, r in read_jsonl(tf)}
+    for path in sorted((folder / "flows").glob("*.jsonl")):
+        if path.stem == "train" or path.stem.startswith("dev-"):
+            continue
+        dup = sum(1 for _, r in read_jsonl(path) if r.get("yaml") in train_yaml)
+        if dup:
+            errors.append(f"{path}: {dup} flows identical to training flows")
+    # phrasing: distinctive fragments of train-only templates must not show up in test queries
+    try:
+        cat = load_catalog()
+        train_pools = load_pools(cat, "en", "train")
+        test_pools = load_pools(cat, "en", "test")
+    except DataError as e:
+        errors.append(f"catalog: {e}")
+    else:
+        frags = set()
+        for name, phrases in train_pools.step_phrases.items():
+            test_side = {t.lower() for t in test_pools.step_phrases.get(name, ())}
+            for t in phrases:
+                if t.lower() not in test_side:
+                    frags.update(_fragments(t))
+        test_frags = set()
+        for phrases in list(test_pools.step_phrases.values()) + list(test_pools.step_notes.values()):
+            for t in phrases:
+                test_frags.update(_fragments(t))
+        frags -= test_frags  # a fragment both pools use by design is ordinary language, not a leak
+        pattern = re.compile("|".join(re.escape(f) for f in sorted(frags, key=len, reverse=True))) if frags else None
+        for split, ts in texts.items():
+            if split == "train" or split.startswith("dev-") or pattern is None:
+                continue
+            hits = [t for t in ts if pattern.search(t.lower())]
+            if hits:
+                errors.append(f"split {split}: {len(hits)} test queries contain a train-only phrasing, "
+                              f"e.g. {hits[0]!r} ({pattern.search(hits[0].lower()).group(0)!r})")
+    need = MIN_TRAIN_PAIRS.get(stats.get("profile"), 0)
+    total = stats.get("train_pairs", {}).get("total", 0)
+    if total < need:
+        errors.append(f"train: {total} pairs, the {stats.get('profile')} profile promises >= {need}")
+    for split, n in stats.get("flows", {}).items():
+        if n == 0:
+            errors.append(f"split {split}: no flows")
+    return errors

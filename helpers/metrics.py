@@ -1,0 +1,235 @@
+"""Retrieval metrics on plain BEIR dicts, matching trec_eval, plus significance tools.
+
+Inputs are ``qrels {qid: {doc_id: grade}}`` and ``run {qid: {doc_id: score}}``. Metrics (all "@k"):
+
+``recall``  relevant documents (grade > 0) in the top k / all relevant documents (trec_eval ``recall_k``)
+``hit``     1 if any relevant document is in the top k (trec_eval ``success_k``)
+``mrr``     1 / rank of the first relevant document if it is within the top k, else 0
+            (trec_eval ``recip_rank`` on the run cut to k; trec_eval itself has no cutoff)
+``ndcg``    trec_eval ``ndcg_cut_k``: gain = grade (grades <= 0 gain nothing), discount log2(rank + 1),
+            ideal from all judged documents sorted by grade
+``map``     trec_eval ``map_cut_k``: sum of precision at each relevant rank <= k / all relevant documents
+
+Ranking order follows trec_eval exactly: score descending, ties broken by document id
+*descending* (trec_eval sorts by ``(sim, docno)`` both decreasing, comparing docnos with ``strcmp``;
+Python's ``str`` order is code-point order, which is the same as UTF-8 byte order). The tests check
+every metric against ``pytrec_eval`` to 1e-9.
+
+Queries in ``qrels`` that are missing from ``run``: trec_eval skips them, which flatters a system
+that returns nothing for hard queries. Here they score 0 on every metric and count in the mean by
+default (``include_missing=True``); pass ``include_missing=False`` for trec_eval's behaviour.
+Queries in ``run`` but not in ``qrels`` are ignored, as in trec_eval. A query with no relevant
+document scores 0 (as in trec_eval); :func:`helpers.beir.load_beir` drops such queries up front.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+METRICS = ("recall", "hit", "mrr", "ndcg", "map")
+DEFAULT_KS = (1, 5, 10, 15)
+
+Qrels = Mapping[str, Mapping[str, int]]
+Run = Mapping[str, Mapping[str, float]]
+
+
+def rank_documents(scores: Mapping[str, float]) -> list[str]:
+    """Document ids in trec_eval order: score descending, then document id descending."""
+    return [d for d, _ in sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+
+
+def recall_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    n_rel = sum(1 for g in rels.values() if g > 0)
+    if n_rel == 0:
+        return 0.0
+    return sum(1 for d in ranking[:k] if rels.get(d, 0) > 0) / n_rel
+
+
+def hit_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    return 1.0 if any(rels.get(d, 0) > 0 for d in ranking[:k]) else 0.0
+
+
+def mrr_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    for i, d in enumerate(ranking[:k]):
+        if rels.get(d, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def ndcg_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    dcg = 0.0
+    for i, d in enumerate(ranking[:k]):
+        gain = rels.get(d, 0)
+        if gain > 0:
+            dcg += gain / math.log2(i + 2)
+    ideal = sorted((g for g in rels.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def map_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    n_rel = sum(1 for g in rels.values() if g > 0)
+    if n_rel == 0:
+        return 0.0
+    found, total = 0, 0.0
+    for i, d in enumerate(ranking[:k]):
+        if rels.get(d, 0) > 0:
+            found += 1
+            total += found / (i + 1)
+    return total / n_rel
+
+
+METRIC_FUNCTIONS = {"recall": recall_at_k, "hit": hit_at_k, "mrr": mrr_at_k, "ndcg": ndcg_at_k, "map": map_at_k}
+
+
+def metric_names(ks: Iterable[int] = DEFAULT_KS, metrics: Iterable[str] = METRICS) -> list[str]:
+    """``["recall@1", "recall@5", ..., "map@15"]`` in metric-then-k order."""
+    return [f"{m}@{k}" for m in metrics for k in ks]
+
+
+def _check(ks, metrics) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    ks = tuple(int(k) for k in ks)
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"cutoffs must be positive integers, got {ks}")
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in METRIC_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    return ks, metrics
+
+
+def per_query_metrics(qrels: Qrels, run: Run, ks: Iterable[int] = DEFAULT_KS, metrics: Iterable[str] = METRICS,
+                      include_missing: bool = True) -> dict[str, dict[str, float]]:
+    """``{qid: {"recall@5": value, ...}}`` for each query of ``qrels`` (see the module doc for missing ones)."""
+    ks, metrics = _check(ks, metrics)
+    out: dict[str, dict[str, float]] = {}
+    for qid in sorted(qrels):
+        if qid not in run and not include_missing:
+            continue
+        ranking = rank_documents(run.get(qid, {}))
+        rels = qrels[qid]
+        out[qid] = {f"{m}@{k}": METRIC_FUNCTIONS[m](rels, ranking, k) for m in metrics for k in ks}
+    return out
+
+
+def mean_metrics(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean over queries of each metric in a :func:`per_query_metrics` result (empty -> {})."""
+    if not per_query:
+        return {}
+    names = list(next(iter(per_query.values())))
+    n = len(per_query)
+    # math.fsum: the mean must not depend on dict order.
+    return {name: math.fsum(v[name] for v in per_query.values()) / n for name in names}
+
+
+def evaluate_run(qrels: Qrels, run: Run, ks: Iterable[int] = DEFAULT_KS, metrics: Iterable[str] = METRICS,
+                 include_missing: bool = True) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Score a run: returns ``(means, per_query)``, e.g. ``({"recall@5": 0.81, ...}, {qid: {...}})``."""
+    per_query = per_query_metrics(qrels, run, ks, metrics, include_missing)
+    return mean_metrics(per_query), per_query
+
+
+def weighted_mean(results_by_split: Mapping[str, Mapping[str, float]],
+                  weights: Mapping[str, float]) -> dict[str, float]:
+    """Average metric dicts over splits weighted by ``weights`` (the paper uses the number of queries).
+
+    Only metrics present in every split are averaged.
+    """
+    if not results_by_split:
+        raise ValueError("no splits to average")
+    missing = [s for s in results_by_split if s not in weights]
+    if missing:
+        raise ValueError(f"no weight for split(s) {missing}")
+    total = float(sum(weights[s] for s in results_by_split))
+    if total <= 0:
+        raise ValueError("weights sum to zero")
+    common = set.intersection(*(set(r) for r in results_by_split.values()))
+    names = [n for n in next(iter(results_by_split.values())) if n in common]
+    return {n: math.fsum(weights[s] * r[n] for s, r in results_by_split.items()) / total for n in names}
+
+
+def _values(per_query: Mapping[str, float] | Sequence[float]) -> np.ndarray:
+    if isinstance(per_query, Mapping):
+        return np.array([per_query[q] for q in sorted(per_query)], dtype=np.float64)
+    return np.asarray(per_query, dtype=np.float64)
+
+
+def _paired(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(a, Mapping) != isinstance(b, Mapping):
+        raise ValueError("pass both systems as {qid: value} dicts or both as sequences")
+    if isinstance(a, Mapping):
+        if set(a) != set(b):
+            only_a, only_b = sorted(set(a) - set(b))[:5], sorted(set(b) - set(a))[:5]
+            raise ValueError(f"paired tests need the same queries; only in a: {only_a}, only in b: {only_b}")
+    va, vb = _values(a), _values(b)
+    if va.shape != vb.shape or va.ndim != 1 or len(va) == 0:
+        raise ValueError("paired tests need two non-empty sequences of equal length")
+    return va, vb
+
+
+def _bootstrap_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator,
+                     chunk: int = 500) -> np.ndarray:
+    # Chunked so memory stays at chunk * n_queries indices, whatever n_resamples is.
+    n = len(values)
+    out = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out[start:stop] = values[idx].mean(axis=1)
+    return out
+
+
+def bootstrap_ci(per_query: Mapping[str, float] | Sequence[float], n_resamples: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Percentile bootstrap confidence interval of the mean over queries: ``{mean, low, high}``."""
+    values = _values(per_query)
+    if len(values) == 0:
+        raise ValueError("no values")
+    means = _bootstrap_means(values, n_resamples, np.random.default_rng(seed))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return {"mean": float(values.mean()), "low": float(low), "high": float(high)}
+
+
+def paired_bootstrap(a: Mapping[str, float] | Sequence[float], b: Mapping[str, float] | Sequence[float],
+                     n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap over queries of ``mean(b) - mean(a)``.
+
+    Returns ``{mean_a, mean_b, delta, low, high, p_value}``: the percentile interval of the delta
+    and a two-sided p-value from the shifted bootstrap distribution (the fraction of resampled
+    deltas at least as far from the observed delta as the observed delta is from 0).
+    """
+    va, vb = _paired(a, b)
+    diff = vb - va
+    delta = float(diff.mean())
+    means = _bootstrap_means(diff, n_resamples, np.random.default_rng(seed))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    extreme = np.abs(means - delta) >= abs(delta) - 1e-12
+    p = (int(extreme.sum()) + 1) / (n_resamples + 1)
+    return {"mean_a": float(va.mean()), "mean_b": float(vb.mean()), "delta": delta,
+            "low": float(low), "high": float(high), "p_value": min(1.0, p)}
+
+
+def randomization_test(a: Mapping[str, float] | Sequence[float], b: Mapping[str, float] | Sequence[float],
+                       n_resamples: int = 10000, seed: int = 0, chunk: int = 1000) -> dict[str, float]:
+    """Paired randomization (sign-flip permutation) test of ``mean(b) - mean(a)``; two-sided p-value.
+
+    Under the null the two systems are exchangeable per query, so each per-query difference keeps
+    or flips its sign with probability 1/2. ``p = (#{|permuted delta| >= |observed delta|} + 1) / (n + 1)``.
+    """
+    va, vb = _paired(a, b)
+    diff = vb - va
+    delta = float(diff.mean())
+    rng = np.random.default_rng(seed)
+    count = 0
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        signs = rng.integers(0, 2, size=(size, len(diff))) * 2 - 1
+        perm = (signs * diff).mean(axis=1)
+        count += int((np.abs(perm) >= abs(delta) - 1e-12).sum())
+    return {"mean_a": float(va.mean()), "mean_b": float(vb.mean()), "delta": delta,
+            "p_value": (count + 1) / (n_resamples + 1)}

@@ -1,0 +1,493 @@
+"""Retrievers with one interface: ``index(corpus)`` then ``search(queries, k) -> run``.
+
+``corpus`` is BEIR's ``{doc_id: {"title", "text"}}``, ``queries`` is ``{qid: text}`` and the run is
+``{qid: {doc_id: score}}`` holding at most ``k`` documents per query.
+
+Choices shared by every retriever:
+
+* Document text is ``f"{title}: {text}"`` when the title is non-empty, else ``text``
+  (:func:`doc_text`). The same string is fed to BM25 and to the encoders so they compete on equal
+  input; the colon keeps a title from running into the first sentence.
+* Top-k is deterministic and agrees with :mod:`helpers.metrics`: score descending, ties broken by
+  document id descending (trec_eval's order), so a run cut at k and the metric's view of it match.
+* Each retriever keeps ``timings`` (``index_seconds``, ``search_seconds`` of the last call,
+  ``n_docs``, ``n_queries``) and describes itself with ``identity()`` for result files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from helpers.io import atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+Corpus = Mapping[str, Mapping[str, str]]
+Queries = Mapping[str, str]
+Run = dict[str, dict[str, float]]
+
+
+def doc_text(doc: Mapping[str, str]) -> str:
+    """The text a retriever sees for one corpus entry: ``"title: text"`` or just ``text``."""
+    title = (doc.get("title") or "").strip()
+    text = doc.get("text") or ""
+    return f"{title}: {text}" if title else text
+
+
+def corpus_fingerprint(corpus: Corpus) -> str:
+    """sha256 of the sorted ``(id, doc_text)`` pairs: equal corpora hash equal whatever the dict order."""
+    h = hashlib.sha256()
+    for doc_id in sorted(corpus):
+        h.update(doc_id.encode("utf-8"))
+        h.update(b"\x00")
+        h.update(doc_text(corpus[doc_id]).encode("utf-8"))
+        h.update(b"\x01")
+    return h.hexdigest()
+
+
+def top_k(scores: np.ndarray, k: int, id_rank: np.ndarray, min_score: float | None = None) -> np.ndarray:
+    """Indices of the ``k`` best scores, best first; ties go to the larger document id.
+
+    ``id_rank[i]`` is the position of document ``i``'s id in sorted id order. ``argpartition`` finds
+    the k-th best score; every document tied with it is then a candidate, so which of the tied
+    documents make the cut does not depend on argpartition's internal order.
+    """
+    n = len(scores)
+    candidates = np.arange(n)
+    if min_score is not None:
+        candidates = np.nonzero(scores > min_score)[0]
+    if len(candidates) == 0 or k <= 0:
+        return np.empty(0, dtype=np.int64)
+    sub = scores[candidates]
+    if len(candidates) > k:
+        kth = np.partition(sub, len(sub) - k)[len(sub) - k]
+        keep = sub >= kth
+        candidates, sub = candidates[keep], sub[keep]
+    order = np.lexsort((-id_rank[candidates], -sub))
+    return candidates[order[:k]]
+
+
+def _id_ranks(ids: Sequence[str]) -> np.ndarray:
+    ranks = np.empty(len(ids), dtype=np.int64)
+    ranks[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    return ranks
+
+
+class Retriever:
+    """Base class: subclasses implement ``_index`` and ``_search``; this class keeps the timings."""
+
+    name = "retriever"
+
+    def __init__(self):
+        self.timings: dict[str, float] = {"index_seconds": 0.0, "search_seconds": 0.0, "n_docs": 0, "n_queries": 0}
+        self.doc_ids: list[str] = []
+
+    def index(self, corpus: Corpus) -> "Retriever":
+        if not corpus:
+            raise ValueError("cannot index an empty corpus")
+        t0 = time.perf_counter()
+        self.doc_ids = list(corpus)
+        self._id_rank = _id_ranks(self.doc_ids)
+        self._index(corpus)
+        self.timings["index_seconds"] = time.perf_counter() - t0
+        self.timings["n_docs"] = len(corpus)
+        return self
+
+    def search(self, queries: Queries, k: int = 10) -> Run:
+        if not self.doc_ids:
+            raise RuntimeError(f"{type(self).__name__}.search called before index()")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        t0 = time.perf_counter()
+        run = self._search(queries, k)
+        self.timings["search_seconds"] = time.perf_counter() - t0
+        self.timings["n_queries"] = len(queries)
+        return run
+
+    def identity(self) -> dict:
+        return {"type": type(self).__name__, "name": self.name}
+
+    def _index(self, corpus: Corpus) -> None:
+        raise NotImplementedError
+
+    def _search(self, queries: Queries, k: int) -> Run:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------- BM25
+
+# Deliberately short: function words only. Domain words that look generic ("record", "field",
+# "table", "update") carry meaning in workflow queries and must stay.
+STOPWORDS = frozenset("""
+a an the of to in on at by for from with as and or but if then than so
+is are was were be been being am do does did has have had it its this that these those
+i me my we our you your he she they them their there here
+can could should would will shall may might must please
+what which who whom whose when where how why
+into onto about over under up out off
+""".split())
+
+_COMPOUND = re.compile(r"\w+(?:\.\w+)*")
+# Splits camelCase / PascalCase / ACRONYMWords / digits: "HTTPServerError2" -> HTTP Server Error 2.
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def _words(part: str) -> list[str]:
+    if part.isascii():
+        return [w.lower() for w in _CAMEL.findall(part)]
+    return [part.lower()]
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased word tokens that understand code identifiers.
+
+    ``sn_hr_core_case`` -> ``sn hr core case sn_hr_core_case``; ``assignedTo`` -> ``assigned
+    assignedto``; ``sys_user.manager`` -> ``sys user manager sys_user.manager sys_user``. A compound
+    identifier yields its words (stopwords dropped) and then the whole identifier lowercased, plus
+    each dotted part that is itself compound, so a query can match either "cost center" or the exact
+    field ``u_cost_center``. Plain words are lowercased and stopwords dropped; no stemming (BM25
+    over exact identifiers matters more here than morphology).
+    """
+    tokens: list[str] = []
+    for raw in _COMPOUND.findall(text):
+        parts = [p for p in re.split(r"[._]+", raw) if p]
+        words = [w for p in parts for w in _words(p)]
+        tokens.extend(w for w in words if w not in STOPWORDS)
+        lowered = raw.lower()
+        if len(words) > 1 or (words and words[0] != lowered):
+            tokens.append(lowered)
+            if "." in raw:
+                for piece in raw.split("."):
+                    if len(_words(piece)) > 1:
+                        tokens.append(piece.lower())
+    return tokens
+
+
+def _bm25s():
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG on import, which floods any app that configures logging;
+    # give the level back to the application.
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
+class BM25Retriever(Retriever):
+    """BM25 over :func:`tokenize`, Lucene's scoring, k1=0.9, b=0.4 (Anserini's BEIR defaults).
+
+    Backend: ``bm25s`` (``method="lucene"``, float64). It gives the same scores as ``rank_bm25``'s
+    ``BM25Okapi`` given Lucene's idf, up to the constant factor (k1 + 1) that Lucene drops, hence the
+    same rankings (tests/test_retrieval.py checks the top-k on a fixture); bm25s scores a query
+    from a sparse index instead of a Python loop over every document, which is much faster.
+    rank_bm25's own idf differs: it floors negative idf at 0.25 x mean idf instead of
+    ``log(1 + ...)``. Only documents sharing a term with the query (score > 0) are returned, as in
+    Lucene, so a run may hold fewer than k documents.
+    """
+
+    name = "bm25"
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, tokenizer: Callable[[str], list[str]] = tokenize):
+        super().__init__()
+        self.k1, self.b, self.tokenizer = k1, b, tokenizer
+
+    def identity(self) -> dict:
+        bm25s = _bm25s()
+        return {"type": "BM25Retriever", "name": self.name, "library": f"bm25s {bm25s.__version__}",
+                "method": "lucene", "k1": self.k1, "b": self.b, "tokenizer": getattr(self.tokenizer, "__name__", "?")}
+
+    def _index(self, corpus: Corpus) -> None:
+        bm25s = _bm25s()
+        tokens = [self.tokenizer(doc_text(corpus[d])) for d in self.doc_ids]
+        self._bm25 = bm25s.BM25(k1=self.k1, b=self.b, method="lucene", dtype="float64")
+        self._bm25.index(tokens, show_progress=False)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every indexed document (in ``doc_ids`` order) for one query."""
+        ids = self._bm25.get_tokens_ids(self.tokenizer(query))
+        if not ids:
+            return np.zeros(len(self.doc_ids))
+        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float64)
+
+    def _search(self, queries: Queries, k: int) -> Run:
+        run: Run = {}
+        for qid, text in queries.items():
+            s = self.scores(text)
+            best = top_k(s, k, self._id_rank, min_score=0.0)
+            run[qid] = {self.doc_ids[i]: float(s[i]) for i in best}
+        return run
+
+
+# -------------------------------------------------------------------------------------------- dense
+
+def prompt_names_for(model, task: str | None) -> tuple[str | None, str | None]:
+    """The ``(query, document)`` prompt names to use for ``task`` with ``model``.
+
+    Fine-tuned models store one prompt pair per task under ``"<task>_query"`` / ``"<task>_document"``;
+    those win when present. Otherwise the generic ``"query"`` / ``"document"`` prompts if the model
+    has them, else None (the model's own defaults, usually no prompt).
+    """
+    prompts = getattr(model, "prompts", None) or {}
+    out = []
+    for kind in ("query", "document"):
+        name = None
+        if task and f"{task}_{kind}" in prompts:
+            name = f"{task}_{kind}"
+        elif kind in prompts:
+            name = kind
+        out.append(name)
+    return out[0], out[1]
+
+
+def weights_fingerprint(model) -> str:
+    """sha256 over the model's parameters and buffers (names, dtypes, shapes, bytes).
+
+    Catches fine-tuned weights that were never saved, which a name or path cannot.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _model_label(model) -> str:
+    # helpers.models.load_encoder stamps the registry name on the model; otherwise the folder it
+    # was loaded from is the next best label.
+    meta = getattr(model, "_helpers_encoder", None)
+    if isinstance(meta, dict) and meta.get("name"):
+        return str(meta["name"])
+    try:
+        return str(model[0].auto_model.config._name_or_path) or type(model).__name__
+    except Exception:
+        return type(model).__name__
+
+
+class DenseRetriever(Retriever):
+    """Bi-encoder retrieval with a SentenceTransformer: cosine similarity, exact top-k.
+
+    Documents go through ``model.encode_document`` and queries through ``model.encode_query`` so
+    task routing and the model's own prompts apply. The prompt actually used is resolved here (an
+    explicit ``*_prompt`` string, else the ``*_prompt_name`` entry of ``model.prompts``, else what
+    sentence-transformers would pick: ``"query"``; ``"document"``/``"passage"``/``"corpus"``; the
+    default prompt) and passed explicitly, so what ``identity()`` records is what was encoded.
+
+    Corpus embeddings are cached in ``cache_dir`` (default ``$HELPERS_CACHE_DIR``; no cache when
+    neither is set) as ``<key>.npy`` + ``<key>.json``, written atomically. The key hashes the model
+    (name/path, sha256 of its weights, max_seq_length), the document prompt and the corpus
+    (:func:`corpus_fingerprint`), so a changed model, prompt or corpus never reuses stale vectors.
+    """
+
+    name = "dense"
+
+    def __init__(self, model_or_name, query_prompt_name: str | None = None, doc_prompt_name: str | None = None,
+                 query_prompt: str | None = None, doc_prompt: str | None = None, batch_size: int = 64,
+                 cache_dir: str | os.PathLike | None = None, show_progress: bool = True, name: str | None = None):
+        super().__init__()
+        if isinstance(model_or_name, (str, os.PathLike)):
+            from helpers.models import load_encoder
+
+            self.model = load_encoder(str(model_or_name))
+            self.model_name = name or str(model_or_name)
+        else:
+            self.model = model_or_name
+            self.model_name = name or _model_label(model_or_name)
+        self.name = self.model_name
+        prompts = getattr(self.model, "prompts", None) or {}
+        for label, pname in (("query_prompt_name", query_prompt_name), ("doc_prompt_name", doc_prompt_name)):
+            if pname is not None and pname not in prompts:
+                raise ValueError(f"{label}={pname!r} is not one of the model's prompts: {sorted(prompts)}")
+        self.query_prompt_name, self.doc_prompt_name = query_prompt_name, doc_prompt_name
+        self.query_prompt = self._resolve(query_prompt, query_prompt_name, ("query",))
+        self.doc_prompt = self._resolve(doc_prompt, doc_prompt_name, ("document", "passage", "corpus"))
+        self.batch_size = batch_size
+        cache_dir = cache_dir if cache_dir is not None else os.environ.get("HELPERS_CACHE_DIR") or None
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.show_progress = show_progress
+        self.cache_hit = False
+        self.n_encoded_docs = 0
+        self.embeddings: np.ndarray | None = None
+
+    def _resolve(self, prompt, prompt_name, defaults) -> str:
+        prompts = getattr(self.model, "prompts", None) or {}
+        if prompt is not None:
+            return prompt
+        if prompt_name is not None:
+            return prompts[prompt_name]
+        for name in defaults:
+            if name in prompts:
+                return prompts[name]
+        default = getattr(self.model, "default_prompt_name", None)
+        return prompts.get(default, "") if default else ""
+
+    def model_identity(self) -> dict:
+        """Name, encoder_identity (when helpers.models provides it), max_seq_length."""
+        ident = {"name_or_path": self.model_name, "max_seq_length": getattr(self.model, "max_seq_length", None)}
+        try:
+            from helpers.models import encoder_identity
+
+            ident["encoder"] = encoder_identity(self.model)
+        except ImportError:
+            pass
+        return ident
+
+    def identity(self) -> dict:
+        return {"type": "DenseRetriever", "name": self.name, "model": self.model_identity(),
+                "query_prompt_name": self.query_prompt_name, "doc_prompt_name": self.doc_prompt_name,
+                "query_prompt": self.query_prompt, "doc_prompt": self.doc_prompt, "similarity": "cosine"}
+
+    def cache_key(self, corpus: Corpus) -> str:
+        parts = {"name_or_path": self.model_name, "weights": weights_fingerprint(self.model),
+                 "max_seq_length": getattr(self.model, "max_seq_length", None), "doc_prompt": self.doc_prompt,
+                 "normalized": True, "corpus": corpus_fingerprint(corpus)}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _encode_docs(self, texts: list[str]) -> np.ndarray:
+        emb = self.model.encode_document(texts, prompt=self.doc_prompt, batch_size=self.batch_size,
+                                         show_progress_bar=self.show_progress, normalize_embeddings=True,
+                                         convert_to_numpy=True)
+        self.n_encoded_docs += len(texts)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    def _index(self, corpus: Corpus) -> None:
+        self.cache_hit = False
+        texts = [doc_text(corpus[d]) for d in self.doc_ids]
+        t0 = time.perf_counter()
+        if self.cache_dir is None:
+            self.embeddings = self._encode_docs(texts)
+        else:
+            key = self.cache_key(corpus)
+            npy, meta = self.cache_dir / f"{key}.npy", self.cache_dir / f"{key}.json"
+            self.embeddings = self._load_cache(npy, meta)
+            if self.embeddings is None:
+                emb = self._encode_docs(texts)
+                # The cache stores vectors in sorted-id order, independent of the corpus dict order.
+                order = sorted(range(len(self.doc_ids)), key=self.doc_ids.__getitem__)
+                buf = _io.BytesIO()
+                np.save(buf, emb[order])
+                atomic_write_bytes(npy, buf.getvalue())
+                atomic_write_json(meta, {"model": self.model_name, "doc_prompt": self.doc_prompt,
+                                         "n_docs": len(texts), "dim": int(emb.shape[1]),
+                                         "ids_sha256": hashlib.sha256("\n".join(sorted(self.doc_ids)).encode()).hexdigest()})
+                self.embeddings = emb
+            else:
+                self.cache_hit = True
+        self.timings["encode_seconds"] = time.perf_counter() - t0
+        self.timings["cache_hit"] = self.cache_hit
+
+    def _load_cache(self, npy: Path, meta: Path) -> np.ndarray | None:
+        if not (npy.is_file() and meta.is_file()):
+            return None
+        try:
+            info = json.loads(meta.read_text("utf-8"))
+            emb = np.load(npy)
+        except (OSError, ValueError) as e:
+            logger.warning("ignoring unreadable embedding cache %s: %s", npy, e)
+            return None
+        if emb.ndim != 2 or emb.shape[0] != len(self.doc_ids) or info.get("n_docs") != len(self.doc_ids):
+            logger.warning("ignoring embedding cache %s: shape %s does not fit %d documents", npy, emb.shape,
+                           len(self.doc_ids))
+            return None
+        # Back from sorted-id order to this corpus's order.
+        sorted_pos = self._id_rank
+        logger.info("embedding cache hit: %s", npy.name)
+        return np.ascontiguousarray(emb[sorted_pos], dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        emb = self.model.encode_query(texts, prompt=self.query_prompt, batch_size=self.batch_size,
+                                      show_progress_bar=self.show_progress and len(texts) > self.batch_size,
+                                      normalize_embeddings=True, convert_to_numpy=True)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    def _search(self, queries: Queries, k: int) -> Run:
+        qids = list(queries)
+        if not qids:
+            return {}
+        q = self.encode_queries([queries[qid] for qid in qids])
+        run: Run = {}
+        # Blocks of queries bound the score matrix to block x n_docs floats.
+        block = 256
+        for start in range(0, len(qids), block):
+            scores = q[start:start + block] @ self.embeddings.T
+            for row, qid in enumerate(qids[start:start + block]):
+                s = scores[row]
+                best = top_k(s, k, self._id_rank)
+                run[qid] = {self.doc_ids[i]: float(s[i]) for i in best}
+        return run
+
+
+# ------------------------------------------------------------------------------------------- hybrid
+
+def rrf_fuse(runs: Sequence[Mapping[str, Mapping[str, float]]], k_rrf: int = 60,
+             weights: Sequence[float] | None = None) -> Run:
+    """Reciprocal-rank fusion: ``score(d) = sum_r w_r / (k_rrf + rank_r(d))`` with 1-based ranks.
+
+    Ranks follow the trec_eval order of each run (score descending, id descending). A document
+    absent from a run gets nothing from it. Returns every fused document (not cut to k).
+    """
+    from helpers.metrics import rank_documents
+
+    weights = list(weights) if weights is not None else [1.0] * len(runs)
+    fused: Run = {}
+    qids = sorted(set().union(*(r.keys() for r in runs))) if runs else []
+    for qid in qids:
+        acc: dict[str, float] = {}
+        for w, run in zip(weights, runs):
+            for rank, doc in enumerate(rank_documents(run.get(qid, {})), start=1):
+                acc[doc] = acc.get(doc, 0.0) + w / (k_rrf + rank)
+        fused[qid] = acc
+    return fused
+
+
+class HybridRetriever(Retriever):
+    """Reciprocal-rank fusion of several retrievers, each searched ``depth`` deep (default 100)."""
+
+    def __init__(self, retrievers: Sequence[Retriever], k_rrf: int = 60, depth: int = 100,
+                 weights: Sequence[float] | None = None):
+        super().__init__()
+        if len(retrievers) < 2:
+            raise ValueError("a hybrid needs at least two retrievers")
+        self.retrievers = list(retrievers)
+        self.k_rrf, self.depth, self.weights = k_rrf, depth, weights
+        self.name = "hybrid:" + "+".join(r.name for r in self.retrievers)
+
+    def identity(self) -> dict:
+        return {"type": "HybridRetriever", "name": self.name, "fusion": "rrf", "k_rrf": self.k_rrf,
+                "depth": self.depth, "weights": self.weights, "retrievers": [r.identity() for r in self.retrievers]}
+
+    def _index(self, corpus: Corpus) -> None:
+        for r in self.retrievers:
+            r.index(corpus)
+        self.timings["components"] = [dict(r.timings) for r in self.retrievers]
+
+    def _search(self, queries: Queries, k: int) -> Run:
+        depth = max(k, self.depth)
+        runs = [r.search(queries, depth) for r in self.retrievers]
+        self.timings["components"] = [dict(r.timings) for r in self.retrievers]
+        fused = rrf_fuse(runs, self.k_rrf, self.weights)
+        index_of = {d: i for i, d in enumerate(self.doc_ids)}
+        out: Run = {}
+        for qid in queries:
+            acc = fused.get(qid, {})
+            if not acc:
+                out[qid] = {}
+                continue
+            docs = list(acc)
+            s = np.array([acc[d] for d in docs])
+            ranks = self._id_rank[[index_of[d] for d in docs]]
+            best = top_k(s, k, ranks)
+            out[qid] = {docs[i]: float(s[i]) for i in best}
+        return out

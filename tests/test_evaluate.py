@@ -1,0 +1,153 @@
+"""The evaluation CLI/API end to end on tiny BEIR folders built here, and the benchmark smoke test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import bench
+from helpers.beir import write_beir
+from helpers.evaluate import evaluate_retriever, main, make_retriever, sample_queries
+from helpers.metrics import evaluate_run
+from helpers.retrieval import BM25Retriever, HybridRetriever
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CORPUS = {
+    "hr": {"title": "HR case", "text": "An employee asks the people team about parental leave"},
+    "inc": {"title": "Incident", "text": "The email server is down and nobody can send mail"},
+    "cost": {"title": "", "text": "Set u_cost_center on the sys_user record from the department"},
+    "mgr": {"title": "Manager lookup", "text": "Read sys_user.manager to find who approves the request"},
+    "asg": {"title": "Assignment", "text": "Set assignedTo when the ticket is routed to a group"},
+}
+QUERIES = {
+    "q1": "parental leave question for the people team",
+    "q2": "email server down",
+    "q3": "which cost center is the user in",
+    "q4": "who approves: the manager",
+    "q5": "route the ticket and set assigned to",
+    "q6": "a query without judgments",
+}
+QRELS = {"q1": {"hr": 1}, "q2": {"inc": 2, "hr": 0}, "q3": {"cost": 1}, "q4": {"mgr": 1}, "q5": {"asg": 1}}
+
+
+def tiny(path, qrels=QRELS):
+    return write_beir(path, CORPUS, QUERIES, qrels)
+
+
+def test_cli_bm25_single_folder(tmp_path, capsys):
+    folder = tiny(tmp_path / "beir")
+    out = tmp_path / "res.json"
+    assert main(["--retriever", "bm25", "--data", str(folder), "--k", "1", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recall" in printed and "ndcg" in printed and "@3" in printed and "1 without qrels" in printed
+    res = json.loads(out.read_text())
+    assert set(res["metrics"]) == {f"{m}@{k}" for m in ("recall", "hit", "mrr", "ndcg", "map") for k in (1, 3)}
+    assert res["n_queries"] == 5 and res["n_docs"] == 5
+    assert set(res["per_query"]) == {"q1", "q2", "q3", "q4", "q5"}
+    assert res["skipped"] == {"no_qrels": 1, "no_relevant": 0, "not_sampled": 0}
+    assert res["load_report"]["skipped_no_qrels"] == ["q6"]
+    assert res["retriever"]["type"] == "BM25Retriever"
+    assert res["timings"]["index_seconds"] >= 0 and "search_seconds" in res["timings"]
+    assert res["metrics"]["hit@3"] == 1.0  # every query's gold shares an identifier or word with it
+
+
+def test_evaluate_retriever_api_matches_metrics():
+    r = BM25Retriever()
+    res = evaluate_retriever(r, CORPUS, {q: QUERIES[q] for q in QRELS}, QRELS, ks=(1, 5))
+    run = r.search({q: QUERIES[q] for q in QRELS}, 5)
+    means, _ = evaluate_run(QRELS, run, (1, 5))
+    assert res["metrics"] == means and res["ks"] == [1, 5]
+
+
+def test_directory_of_folders_weighted_mean(tmp_path):
+    root = tmp_path / "ood"
+    tiny(root / "a")
+    tiny(root / "nested" / "b", qrels={"q2": {"inc": 1}, "q5": {"cost": 1}})  # 2 queries, one unanswerable
+    out = tmp_path / "res.json"
+    assert main(["--retriever", "bm25", "--data", str(root), "--k", "1", "5", "--out", str(out),
+                 "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["folders"]) == {"a", "nested/b"}
+    assert res["weights"] == {"a": 5, "nested/b": 2} and res["n_queries"] == 7
+    for name, value in res["weighted_mean"].items():
+        a, b = res["folders"]["a"]["metrics"][name], res["folders"]["nested/b"]["metrics"][name]
+        assert value == pytest.approx((5 * a + 2 * b) / 7)
+    assert res["folders"]["nested/b"]["skipped"]["no_qrels"] == 4
+
+
+def test_max_queries_is_a_seeded_sample(tmp_path):
+    folder = tiny(tmp_path / "beir")
+    out = tmp_path / "res.json"
+    assert main(["--retriever", "bm25", "--data", str(folder), "--max-queries", "2", "--seed", "3",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["n_queries"] == 2 and res["skipped"]["not_sampled"] == 3
+    assert sample_queries(QUERIES, 2, seed=3) == sample_queries(dict(reversed(list(QUERIES.items()))), 2, seed=3)
+
+
+def test_unknown_retriever_spec(tmp_path, capsys):
+    folder = tiny(tmp_path / "beir")
+    assert main(["--retriever", "bm26", "--data", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown retriever 'bm26'" in err and "minilm-l6" in err and "hybrid:A+B" in err
+    for bad in ("hybrid:bm25", "hybrid:bm25+", "hybrid:bm25+hybrid:bm25+bm25", ""):
+        with pytest.raises(ValueError):
+            make_retriever(bad)
+
+
+def test_bad_data_is_reported(tmp_path, capsys):
+    folder = tiny(tmp_path / "beir")
+    (folder / "corpus.jsonl").write_text('{"_id": "x"}\n')
+    assert main(["--retriever", "bm25", "--data", str(folder)]) == 1
+    assert "corpus.jsonl:1 (field 'text')" in capsys.readouterr().err
+    assert main(["--retriever", "bm25", "--data", str(tmp_path / "empty_dir_missing")]) == 1
+
+
+def test_make_retriever_hybrid_of_bm25s():
+    h = make_retriever("hybrid:bm25+bm25")
+    assert isinstance(h, HybridRetriever) and h.name == "hybrid:bm25+bm25"
+
+
+@pytest.mark.slow
+def test_cli_subprocess_minilm_and_hybrid(tmp_path):
+    folder = tiny(tmp_path / "beir")
+    out = tmp_path / "res.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "helpers.evaluate", "--retriever", "minilm-l6", "--data",
+                           str(folder), "--out", str(out), "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "mrr" in proc.stdout
+    res = json.loads(out.read_text())
+    assert res["retriever"]["name"] == "minilm-l6" and res["retriever"]["model"]["encoder"]["name"] == "minilm-l6"
+    assert res["metrics"]["hit@5"] >= 0.8 and res["timings"]["cache_hit"] is False
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+    out2 = tmp_path / "hybrid.json"
+    assert main(["--retriever", "hybrid:bm25+minilm-l6", "--data", str(folder), "--out", str(out2),
+                 "--cache-dir", str(tmp_path / "cache"), "--task", "step", "--no-progress"]) == 0
+    res2 = json.loads(out2.read_text())
+    assert res2["retriever"]["type"] == "HybridRetriever"
+    assert res2["timings"]["components"][1]["cache_hit"] is True  # vectors from the subprocess run
+    assert res2["metrics"]["hit@5"] == 1.0
+
+
+def test_bench_smoke(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--retrievers", "bm25", "--n-docs", "60", "--n-queries", "8", "--n-latency", "3",
+                       "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["meta"]["n_docs"] == 60 and res["meta"]["n_queries"] == 8
+    row = res["results"][0]
+    for key in ("retriever", "load_s", "index_s", "docs_per_s", "query_p50_ms", "query_p95_ms", "batch_qps",
+                "peak_rss_mb", "memory_method", "identity"):
+        assert key in row, key
+    assert row["query_p95_ms"] >= row["query_p50_ms"] > 0
+    assert "docs_per_s" in capsys.readouterr().out
+    assert bench.synth_corpus(20, 5, seed=1) == bench.synth_corpus(20, 5, seed=1)

@@ -31,7 +31,6 @@ import gc
 import os
 import random
 import re
-import statistics
 import sys
 import time
 from pathlib import Path

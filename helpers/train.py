@@ -140,6 +140,7 @@ class TrainConfig:
     max_steps: int | None = None             # overrides the budget rule
     max_seq_length: int | None = None        # cap on the fitted length (None: profile)
     fit_seq_length: bool = True
+    pad_to_max_length: bool = False          # pad every batch to max_seq_length (the plain setup, for benchmarks)
     seq_len_percentile: float = 98.0
     # checkpoints / evaluation
     save_steps: int | None = None
@@ -615,6 +616,21 @@ def load_base_encoder(name_or_path: str, max_seq_length: int | None = None):
     return model
 
 
+def freeze_unused_pooler(model) -> int:
+    """Freeze the backbone's pooler (BERT's CLS dense layer), which mean pooling never uses.
+
+    Its parameters get no gradient, which DDP would otherwise report as unused parameters.
+    """
+    pooler = getattr(model[0].auto_model, "pooler", None)
+    if pooler is None:
+        return 0
+    n = 0
+    for p in pooler.parameters():
+        p.requires_grad_(False)
+        n += p.numel()
+    return n
+
+
 def freeze_word_embeddings(model) -> int:
     """Freeze the first module's word-embedding matrix; returns the number of frozen parameters."""
     emb = model[0].auto_model.get_input_embeddings()
@@ -765,7 +781,7 @@ def _trainer_classes():
                 n = int(inputs["anchor_input_ids"].shape[0]) if "anchor_input_ids" in inputs else 0
                 toks = sum(int(v.sum()) for k, v in inputs.items() if k.endswith("_attention_mask"))
                 padded = sum(int(v.numel()) for k, v in inputs.items() if k.endswith("_attention_mask"))
-                self.step_stats.append((task, n, toks, padded))
+                self.step_stats.append((task, n, toks, padded, time.perf_counter()))
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
@@ -782,16 +798,20 @@ def _trainer_classes():
                 super().on_log(args, state, control, logs=logs, **kwargs)
 
     class StopAtStep(TrainerCallback):
-        """Raise ``KeyboardInterrupt`` at the end of step ``step``: simulates a kill (for tests)."""
+        """Raise :class:`SimulatedKill` at the end of step ``step``: simulates a kill (for tests)."""
 
         def __init__(self, step: int):
             self.step = step
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= self.step:
-                raise KeyboardInterrupt(f"stopped at step {state.global_step} (StopAtStep)")
+                raise SimulatedKill(f"stopped at step {state.global_step}")
 
     return CountingTrainer, QuietProgress, StopAtStep
+
+
+class SimulatedKill(RuntimeError):
+    """Raised by :func:`stop_at_step_callback` to interrupt a run the way a kill would."""
 
 
 def stop_at_step_callback(step: int):
@@ -877,6 +897,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     if corpora is not None:
         cfg.corpora = str(corpora)
     cfg.validate()
+    cfg.train_jsonl = [str(_resolve_path(p)) for p in cfg.train_jsonl]
+    cfg.corpora = str(_resolve_path(cfg.corpora)) if cfg.corpora else None
+    cfg.data_dir = str(_resolve_path(cfg.data_dir)) if cfg.data_dir else None
     out = Path(out_dir) if out_dir else REPO_ROOT / "runs" / f"{cfg.name}-{prof.name}"
     world_size, rank = _world()
     is_main = rank == 0
@@ -950,8 +973,10 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     else:
         seq_len, seq_report = cap_len, {"fitted": cap_len, "cap": cap_len}
     model.max_seq_length = seq_len
+    if cfg.pad_to_max_length:
+        model[0].processing_kwargs = {**model[0].processing_kwargs, "text": {"padding": "max_length"}}
     n_params = sum(p.numel() for p in model.parameters())
-    n_frozen = freeze_word_embeddings(model) if cfg.freeze_embeddings else 0
+    n_frozen = (freeze_word_embeddings(model) if cfg.freeze_embeddings else 0) + freeze_unused_pooler(model)
     model.prompts = dict(prompts)
 
     # ---- trainer -------------------------------------------------------------------------------------------
@@ -1006,7 +1031,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         dataloader_num_workers=0,
         use_cpu=on_cpu,
         ddp_backend=("gloo" if on_cpu else "nccl") if world_size > 1 else None,
-        ddp_find_unused_parameters=False if world_size > 1 else None,
+        ddp_find_unused_parameters=None,
         dataloader_drop_last=world_size > 1,
     )
     loss = MultipleNegativesRankingLoss(model, scale=cfg.loss_scale, gather_across_devices=world_size > 1)
@@ -1039,6 +1064,13 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     tokens_seen = sum(s[2] for s in stats) * world_size
     padded_seen = sum(s[3] for s in stats) * world_size
     steps_per_task = Counter(s[0] for s in stats)
+    # steady state: from the start of the second step to the start of the last one (no warm-up, no final save)
+    steady = None
+    if len(stats) >= 3 and stats[-1][4] > stats[1][4]:
+        span = stats[-1][4] - stats[1][4]
+        steady = {"pairs_per_second": sum(s[1] for s in stats[1:-1]) * world_size / span,
+                  "tokens_per_second": sum(s[2] for s in stats[1:-1]) * world_size / span,
+                  "seconds_per_step": span / (len(stats) - 2)}
     hist = trainer.state.log_history
     loss_curve = [{"step": h["step"], "loss": round(float(h["loss"]), 5),
                    "learning_rate": float(h.get("learning_rate", 0.0))} for h in hist if "loss" in h]
@@ -1066,6 +1098,8 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
                      "padding_efficiency": round(tokens_seen / padded_seen, 4) if padded_seen else None,
                      "pairs_per_second": pairs_seen / train_seconds if train_seconds else 0.0,
                      "tokens_per_second": tokens_seen / train_seconds if train_seconds else 0.0,
+                     "steady": steady,
+                     "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
                      "train_loss": float(out_train.training_loss), "world_size": world_size,
                      "loss_curve": loss_curve, "task_per_step": [s[0] for s in stats],
                      "dev_curve": dev_curve},
@@ -1077,6 +1111,10 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     }
 
     if not is_main:
+        # what this process trained on, so homogeneity across processes can be checked
+        atomic_write_json(out / f"train_log.rank{rank}.json",
+                          {"rank": rank, "task_per_step": log["training"]["task_per_step"],
+                           "pairs_seen": sum(s[1] for s in stats[:]) })
         return TrainResult(None, out, log)
 
     # ---- final evaluation and save -------------------------------------------------------------------------
@@ -1104,6 +1142,14 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     log["model_path"] = str(model_dir)
     atomic_write_json(out / "train_log.json", _jsonable(log))
     return TrainResult(model_dir, out, log)
+
+
+def _resolve_path(p: str | os.PathLike) -> Path:
+    """A relative path as given if it exists from the working directory, else relative to the repository."""
+    p = Path(p)
+    if p.is_absolute() or p.exists() or not (REPO_ROOT / p).exists():
+        return p
+    return REPO_ROOT / p
 
 
 def _eval_tasks(cfg: TrainConfig, root: Path) -> list[str]:
@@ -1159,6 +1205,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-base", action="store_true", help="also evaluate the base model")
     p.add_argument("--no-eval", action="store_true", help="skip all evaluation")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
 
 
@@ -1167,6 +1214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("sentence_transformers", "transformers", "datasets", "accelerate", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         cfg = TrainConfig.from_yaml(args.config)
         if args.model:

@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check-catalog", help="validate data/catalog and print counts")
     e = sub.add_parser("export-strings", help="English test phrasing a translator must cover, as YAML")
     e.add_argument("--lang", required=True)
+    c = sub.add_parser("check-language", help="check a translated language file: coverage, then render dev flows")
+    c.add_argument("lang")
+    c.add_argument("--flows", type=int, default=200)
+    c.add_argument("--show", type=int, default=5)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
@@ -53,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
 
             print(yaml.safe_dump(export_strings(args.lang), allow_unicode=True, sort_keys=False, width=200))
             return 0
+        if args.cmd == "check-language":
+            from helpers.data.translate import check_language
+
+            missing, samples = check_language(args.lang, n_flows=args.flows)
+            for m in missing:
+                print("MISSING", m)
+            for s in samples[: args.show]:
+                print("\n".join(s), "\n")
+            print("OK" if not missing else f"{len(missing)} strings missing")
+            return 1 if missing else 0
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

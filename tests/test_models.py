@@ -173,7 +173,9 @@ def e5tok(e5file):
 
 @pytest.fixture(scope="session")
 def me5_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("encoder-cache")
+    path = tmp_path_factory.mktemp("encoder-cache")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # 470 MB; pytest keeps the last three basetemps
 
 
 @pytest.fixture(scope="session")

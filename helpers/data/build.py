@@ -34,6 +34,9 @@ TASKS = ("step", "table", "field", "workflow")
 TRAIN_TASKS = ("step", "table", "field")
 MAX_TABLE_NOTES = 2  # annotation queries per flow for the table task
 MAX_FIELD_NOTES = 4  # annotation queries per flow for the field task
+# An instance holds more flows than anyone asks about: the workflow corpus of a split gets this many
+# unqueried flows of the same domain per queried one.
+WORKFLOW_DISTRACTORS = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +75,10 @@ def document_text(doc: dict) -> str:
 
 
 def corpora_for(catalog: Catalog, split: str, flows: list[Flow]) -> dict[str, dict[str, dict]]:
-    """One corpus per task: the objects one customer instance of the split's domain holds."""
+    """One corpus per task: the objects one customer instance of the split's domain holds.
+
+    ``flows`` are all the instance's flows (queried ones and distractors) for the workflow corpus.
+    """
     domain = catalog.domain_for_split(split)
     tables = catalog.tables_for(domain)
     return {
@@ -179,12 +185,13 @@ def long_tail(counter: Counter) -> dict:
 # the build
 
 
-def generate_flows(catalog: Catalog, split: str, n: int, seed: int) -> list[Flow]:
+def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str = "") -> list[Flow]:
+    """``n`` flows of the split's domain, ids ``<split>-<prefix><i>``; each seeded by its id."""
     domain = catalog.domain_for_split(split)
     gen = FlowGenerator(catalog, domain)
     flows = []
     for i in range(n):
-        fid = f"{split}-{i:05d}"
+        fid = f"{split}-{prefix}{i:05d}"
         flows.append(gen.generate(fid, random.Random(stable_hash(str(seed), "struct", fid))))
     return flows
 
@@ -212,6 +219,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     with atomic_dir(out) as tmp:
         bar = tqdm(splits + [f"dev-{lang}" for lang in languages], desc="build", disable=not progress)
         dev_flows_list: list[Flow] = []
+        distractors: dict[str, list[Flow]] = {}
         for split in bar:
             bar.set_postfix_str(split)
             if split.startswith("dev-"):
@@ -225,7 +233,13 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
                 if split == "dev":
                     dev_flows_list = flows
             rendered, records = render_split(catalog, flows, pools, seed, lang)
-            corpora = corpora_for(catalog, split, flows)
+            base = "dev" if split.startswith("dev-") else split
+            if base != "train":
+                if base not in distractors:
+                    distractors[base] = generate_flows(catalog, base, WORKFLOW_DISTRACTORS * len(flows), seed, prefix="x")
+                corpora = corpora_for(catalog, split, flows + distractors[base])
+            else:
+                corpora = corpora_for(catalog, split, flows)
             if not split.startswith("dev-"):
                 write_jsonl(tmp / "flows" / f"{split}.jsonl",
                             [{**r, "yaml": flow_to_yaml(f)} for r, f in zip(records, flows)])

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write results as JSON here (atomically)")
     p.add_argument("--max-queries", type=int, help="evaluate a seeded sample of at most N queries per folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the query sample; default 0")
-    p.add_argument("--cache-dir", help="corpus embedding cache (default $HELPERS_CACHE_DIR, else none)")
+    p.add_argument("--cache-dir", help="corpus embedding cache (default $CASE_STUDY_EMBEDDING_CACHE, else none)")
     p.add_argument("--batch-size", type=int, default=64, help="encoding batch size; default 64")
     p.add_argument("--no-progress", action="store_true", help="hide encoding progress bars")
     return p

@@ -287,7 +287,7 @@ class DenseRetriever(Retriever):
     sentence-transformers would pick: ``"query"``; ``"document"``/``"passage"``/``"corpus"``; the
     default prompt) and passed explicitly, so what ``identity()`` records is what was encoded.
 
-    Corpus embeddings are cached in ``cache_dir`` (default ``$HELPERS_CACHE_DIR``; no cache when
+    Corpus embeddings are cached in ``cache_dir`` (default ``$CASE_STUDY_EMBEDDING_CACHE``; no cache when
     neither is set) as ``<key>.npy`` + ``<key>.json``, written atomically. The key hashes the model
     (name/path, sha256 of its weights, max_seq_length), the document prompt and the corpus
     (:func:`corpus_fingerprint`), so a changed model, prompt or corpus never reuses stale vectors.
@@ -316,7 +316,7 @@ class DenseRetriever(Retriever):
         self.query_prompt = self._resolve(query_prompt, query_prompt_name, ("query",))
         self.doc_prompt = self._resolve(doc_prompt, doc_prompt_name, ("document", "passage", "corpus"))
         self.batch_size = batch_size
-        cache_dir = cache_dir if cache_dir is not None else os.environ.get("HELPERS_CACHE_DIR") or None
+        cache_dir = cache_dir if cache_dir is not None else os.environ.get("CASE_STUDY_EMBEDDING_CACHE") or None
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.show_progress = show_progress
         self.cache_hit = False

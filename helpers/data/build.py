@@ -268,7 +268,9 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
 def _write_train(folder: Path, rendered: dict, corpora: dict) -> tuple[dict, dict]:
     """Training pairs per task as Hugging Face datasets with a deterministic fingerprint."""
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # one bar per save is noise next to the build's own bar
     counts, tails = {}, {}
     for task in TRAIN_TASKS:
         rows = {"query": [], "positive": [], "query_id": [], "positive_id": [], "flow_id": []}

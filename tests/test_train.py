@@ -1,0 +1,282 @@
+"""helpers.train: data loading, downsampling, mixing, and (slow) real smoke training on the example data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers.io import DataError
+from helpers.tasks import TASKS
+from helpers.train import (TaskMixingBatchSampler, TrainConfig, cap_indices, downsample, frequency_summary,
+                           load_training_pairs, mine_bm25_negatives, sample_budget, temperature_weights)
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "data" / "examples" / "train.jsonl"
+CORPORA = REPO / "data" / "examples" / "beir"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def test_load_example_jsonl():
+    ds = load_training_pairs(EXAMPLE)
+    assert list(ds) == ["step", "table", "field"]
+    assert {t: len(d) for t, d in ds.items()} == {"step": 20, "table": 20, "field": 20}
+    assert ds["step"].column_names == ["anchor", "positive", "positive_id"]
+    only = load_training_pairs([EXAMPLE], tasks=["table"])
+    assert list(only) == ["table"]
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"task": "step", "query": "q", "positive": "p"}\n{"task": "step", "query": "q2"\n')
+    with pytest.raises(DataError) as e:
+        load_training_pairs([f])
+    assert e.value.line == 2 and str(f) in str(e.value) and ":2" in str(e.value)
+    f.write_text('{"task": "step", "query": "q", "positive": "p"}\n\n{"task": "step", "query": "q"}\n')
+    with pytest.raises(DataError) as e:
+        load_training_pairs([f])
+    assert e.value.line == 3 and e.value.field == "positive"
+
+
+def test_unknown_task_in_jsonl_lists_valid_tasks(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"task": "step", "query": "q", "positive": "p"}\n{"task": "tabel", "query": "q", "positive": "p"}\n')
+    with pytest.raises(DataError, match=r"pairs.jsonl:2 \(field 'task'\): unknown task 'tabel'; valid tasks: step, table, field"):
+        load_training_pairs([f])
+    f.write_text('{"task": "workflow", "query": "q", "positive": "p"}\n')
+    with pytest.raises(DataError, match="evaluation-only"):
+        load_training_pairs([f])
+    with pytest.raises(Exception, match="valid tasks"):
+        load_training_pairs([EXAMPLE], tasks=["steps"])
+
+
+def test_load_saved_dataset_folder(tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_dict({"query": ["a", "b"], "positive": ["A", "B"], "query_id": ["q1", "q2"],
+                       "positive_id": ["x", "y"], "flow_id": ["f", "f"]}).save_to_disk(str(tmp_path / "train" / "table"))
+    ds = load_training_pairs(tmp_path, ["table"])
+    assert ds["table"]["anchor"] == ["a", "b"] and ds["table"]["positive_id"] == ["x", "y"]
+    with pytest.raises(DataError, match="no training data for task 'step'"):
+        load_training_pairs(tmp_path, ["step"])
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(DataError, match="unknown config key"):
+        TrainConfig.from_dict({"taks": ["step"]})
+    with pytest.raises(DataError, match="valid tasks"):
+        TrainConfig.from_dict({"tasks": ["stepp"]})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [step]\nmixing: random\n")
+    with pytest.raises(DataError, match="mixing must be one of"):
+        TrainConfig.from_yaml(bad)
+
+
+def test_all_configs_parse():
+    names = {p.stem for p in (REPO / "configs").glob("*.yaml")}
+    assert {"single_step", "single_table", "single_field", "multitask", "multitask_downsampled",
+            "multitask_cap5", "multitask_cap10", "multitask_cap50", "example"} <= names
+    for p in (REPO / "configs").glob("*.yaml"):
+        cfg = TrainConfig.from_yaml(p)
+        assert cfg.name == p.stem
+    assert TrainConfig.from_yaml(REPO / "configs" / "multitask_downsampled.yaml").cap_per_positive == 20
+
+
+# ---------------------------------------------------------------------------------------------- downsampling
+
+def test_cap_indices_counts_and_determinism():
+    ids = ["a"] * 50 + ["b"] * 3 + ["c"] * 20 + ["d"]
+    keep = cap_indices(ids, 5, seed=1, task="step")
+    kept = [ids[i] for i in keep]
+    assert {k: kept.count(k) for k in "abcd"} == {"a": 5, "b": 3, "c": 5, "d": 1}
+    assert keep == sorted(keep)
+    assert keep == cap_indices(ids, 5, seed=1, task="step")            # same seed, same rows
+    assert keep != cap_indices(ids, 5, seed=2, task="step")            # other seed, other rows
+    assert cap_indices(ids, 100, seed=1) == list(range(len(ids)))       # cap above every count keeps all
+    with pytest.raises(ValueError):
+        cap_indices(ids, 0, seed=1)
+
+
+def test_downsample_report_and_per_task_cap():
+    ds = load_training_pairs(EXAMPLE)
+    out, rep = downsample(ds, cap=2, seed=0, cap_per_task={"field": 3})
+    assert rep["step"]["before"]["pairs"] == 20 and rep["step"]["before"]["max_per_object"] == 6
+    assert rep["step"]["after"]["max_per_object"] == 2 and rep["step"]["after"]["objects"] == 10
+    assert rep["field"]["cap"] == 3 and rep["field"]["after"]["max_per_object"] == 3
+    assert rep["step"]["before"]["head"][0] == ["step:send_email", 6]
+    assert len(out["step"]) == rep["step"]["after"]["pairs"] < 20
+    out2, _ = downsample(ds, cap=2, seed=0, cap_per_task={"field": 3})
+    assert out2["table"]["anchor"] == out["table"]["anchor"]
+    s = frequency_summary(["x", "x", "y"])
+    assert s == {"pairs": 3, "objects": 2, "max_per_object": 2, "head": [["x", 2], ["y", 1]],
+                 "head_share": 1.0, "tail_objects": 1}
+
+
+def test_sample_budget_is_proportional_and_seeded():
+    ds = load_training_pairs(EXAMPLE)
+    out, counts = sample_budget(ds, 30, seed=3)
+    assert counts == {"step": 10, "table": 10, "field": 10}
+    again, _ = sample_budget(ds, 30, seed=3)
+    assert again["step"]["anchor"] == out["step"]["anchor"]
+    _, all_counts = sample_budget(ds, None, seed=3)
+    assert sum(all_counts.values()) == 60
+
+
+# ---------------------------------------------------------------------------------------------- mixing
+
+def test_temperature_weights():
+    w = temperature_weights([100, 400, 1600], 1.0)
+    assert np.allclose(w, [100 / 2100, 400 / 2100, 1600 / 2100])
+    w2 = temperature_weights([100, 400, 1600], 2.0)
+    assert np.allclose(w2, np.array([10, 20, 40]) / 70)
+    assert np.allclose(temperature_weights([100, 400, 1600], 1e9), [1 / 3] * 3, atol=1e-6)
+    assert temperature_weights([0, 10], 2.0)[0] == 0
+    with pytest.raises(ValueError):
+        temperature_weights([1, 2], 0)
+
+
+def _mixing_sampler(mode, sizes=(64, 16, 8), batch=4, group=1, T=2.0):
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+    from torch.utils.data import ConcatDataset
+
+    sets = [Dataset.from_dict({"anchor": [f"{k}-q{i}" for i in range(n)], "positive": [f"{k}-d{i}" for i in range(n)]})
+            for k, n in enumerate(sizes)]
+    gen = torch.Generator()          # shared, as the trainer does; each child reseeds it with seed + epoch
+    samplers = [NoDuplicatesBatchSampler(d, batch_size=batch, drop_last=True, generator=gen, seed=0) for d in sets]
+    return TaskMixingBatchSampler(ConcatDataset(sets), samplers, generator=gen, seed=0, temperature=T, mode=mode,
+                                  group_size=group)
+
+
+@pytest.mark.parametrize("mode", ["temperature", "proportional", "round_robin"])
+def test_mixing_sampler_batches_are_homogeneous(mode):
+    s = _mixing_sampler(mode)
+    batches = list(s)
+    assert len(batches) == len(s)
+    bounds = [0, 64, 80, 88]
+    for b in batches:
+        task = [i for i in range(3) if bounds[i] <= b[0] < bounds[i + 1]][0]
+        assert all(bounds[task] <= j < bounds[task + 1] for j in b)
+    assert batches == list(_mixing_sampler(mode))       # seeded
+
+
+def test_temperature_sampler_follows_weights_and_groups():
+    s = _mixing_sampler("temperature", sizes=(400, 100, 100), batch=2, T=1e6)   # ~uniform over tasks
+    plan = s._plan()
+    share = np.bincount(plan, minlength=3) / len(plan)
+    assert np.allclose(share, [1 / 3] * 3, atol=0.08)
+    g = _mixing_sampler("proportional", group=2)
+    batches = list(g)
+    for i in range(0, len(batches), 2):        # both processes of a step get the same task
+        assert (batches[i][0] < 64) == (batches[i + 1][0] < 64)
+    assert len(batches) % 2 == 0
+
+
+def test_bm25_negatives_exclude_known_positives():
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"anchor": ["email the manager", "email the manager", "create an incident record"],
+                            "positive": ["send email to a user", "look up manager of user", "create record in table"],
+                            "positive_id": ["a", "b", "c"]})
+    mined, stats = mine_bm25_negatives(ds, num_negatives=1)
+    assert stats["rows"] == 3
+    for a, p, n in zip(mined["anchor"], mined["positive"], mined["negative"]):
+        assert n != p
+        if a == "email the manager":
+            assert n == "create record in table"      # both positives of that query are excluded
+
+
+# ---------------------------------------------------------------------------------------------- training (slow)
+
+def _smoke_cfg(**kw):
+    cfg = {"name": "t", "base_model": "minilm-l6", "train_pairs": "all", "batch_size": 8, "max_steps": 4,
+           "save_steps": 1000, "eval_steps": 0, "seed": 7}
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.mark.slow
+def test_smoke_training_writes_model_log_and_card(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from helpers.train import train
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    res = train(_smoke_cfg(cap_per_positive=4), profile="smoke", out_dir=tmp_path / "run",
+                train_jsonl=[EXAMPLE], corpora=CORPORA, show_progress=False)
+    model_dir = res.model_path
+    assert model_dir == tmp_path / "run" / "model" and (model_dir / "README.md").is_file()
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log["training"]["global_step"] == 4 and len(log["training"]["loss_curve"]) == 4
+    assert log["data"]["downsampling"]["step"]["after"]["max_per_object"] == 4
+    assert sum(log["training"]["steps_per_task"].values()) == 4
+    assert log["training"]["pairs_seen"] > 0 and log["training"]["pairs_per_second"] > 0
+    assert set(log["eval"]["final"]["dev"]) == {"step", "table", "field"}
+    assert 0 <= log["eval"]["final"]["dev"]["step"]["recall@15"] <= 1
+    card = (model_dir / "README.md").read_text()
+    assert "step_query" in card and "Training data" in card and "Evaluation" in card
+    assert (tmp_path / "run" / "eval_report.json").is_file()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model")]   # no temp dir left
+
+    m = SentenceTransformer(str(model_dir), device="cpu")
+    for t in TASKS:
+        assert f"{t}_query" in m.prompts and f"{t}_document" in m.prompts
+    assert m.prompts["step_query"] == TASKS["step"].query_instruction       # minilm has no base prefix
+    assert m.max_seq_length == log["resolved"]["max_seq_length"] <= 64
+
+
+@pytest.mark.slow
+def test_resume_after_kill_continues_from_checkpoint(tmp_path):
+    from helpers.train import SimulatedKill, stop_at_step_callback, train
+
+    out = tmp_path / "run"
+    cfg = _smoke_cfg(max_steps=6, save_steps=2, mixing="temperature")
+    with pytest.raises(SimulatedKill):
+        train(cfg, profile="smoke", out_dir=out, train_jsonl=[EXAMPLE], show_progress=False, evaluate=False,
+              callbacks=[stop_at_step_callback(5)])
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
+    assert not (out / "model").exists() and not (out / "train_log.json").exists()
+    res = train(cfg, profile="smoke", out_dir=out, train_jsonl=[EXAMPLE], show_progress=False, evaluate=False,
+                resume=True)
+    tr = res.log["training"]
+    assert tr["resumed_from_step"] == 4 and tr["global_step"] == 6 and tr["steps_this_run"] == 2
+    assert [p["step"] for p in tr["loss_curve"]] == [1, 2, 3, 4, 5, 6]
+    assert (out / "model" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_cli_example_and_bad_task(tmp_path):
+    out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, "-m", "helpers.train", "--config", str(REPO / "configs" / "example.yaml"),
+                        "--profile", "smoke", "--model", "minilm-l6", "--max-steps", "2", "--quiet",
+                        "--train-jsonl", str(EXAMPLE), "--corpora", str(CORPORA), "--out", str(out)],
+                       capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Step@15" in r.stdout and (out / "model" / "config_sentence_transformers.json").is_file()
+    r = subprocess.run([sys.executable, "-m", "helpers.train", "--config", str(REPO / "configs" / "example.yaml"),
+                        "--tasks", "step,tabel", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "valid tasks: step, table, field" in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "helpers.train", "--config", str(REPO / "configs" / "example.yaml"), "--profile", "smoke",
+           "--model", "minilm-l6", "--max-steps", "3", "--no-eval", "--quiet", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, "OMP_NUM_THREADS": "1"}, cwd=REPO,
+                       timeout=240)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["training"]["world_size"] == 2 and log["training"]["global_step"] == 3
+    assert log["resolved"]["per_device_batch_size"] == 4
+    other = json.loads((out / "train_log.rank1.json").read_text())
+    assert other["task_per_step"] == log["training"]["task_per_step"]      # same task on both processes
+    assert (out / "model" / "modules.json").is_file()

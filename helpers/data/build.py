@@ -116,13 +116,15 @@ def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: st
         rel["workflow"][fl.flow_id] = {fl.flow_id: 1}
         q["table"][f"{fl.flow_id}-req"] = req
         rel["table"][f"{fl.flow_id}-req"] = {n: 1 for n in fl.table_names()}
+        # Which steps become queries depends on the flow only, so translated splits share dev's qrels.
+        pick = random.Random(stable_hash(str(seed), "select", fl.flow_id))
         with_table = [s for s in fl.all_steps() if s.table is not None and s.sid in notes]
-        for s in _sample(rng, with_table, MAX_TABLE_NOTES):
+        for s in _sample(pick, with_table, MAX_TABLE_NOTES):
             q["table"][f"{fl.flow_id}-s{s.sid}"] = notes[s.sid]
             rel["table"][f"{fl.flow_id}-s{s.sid}"] = {s.table.name: 1}
         with_fields = [s for s in fl.all_steps() if s.table is not None and s.fields and s.sid in notes
                        and all(f.table in _lineage(catalog, s.table) for f in s.fields)]
-        for s in _sample(rng, with_fields, MAX_FIELD_NOTES):
+        for s in _sample(pick, with_fields, MAX_FIELD_NOTES):
             q["field"][f"{fl.flow_id}-s{s.sid}"] = field_query(notes[s.sid], s.table)
             rel["field"][f"{fl.flow_id}-s{s.sid}"] = {f"{s.table.name}.{f.name}": 1 for f in s.fields}
     return {"queries": q, "qrels": rel}, records

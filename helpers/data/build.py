@@ -187,14 +187,23 @@ def long_tail(counter: Counter) -> dict:
 # the build
 
 
-def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str = "") -> list[Flow]:
-    """``n`` flows of the split's domain, ids ``<split>-<prefix><i>``; each seeded by its id."""
+def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str = "",
+                   exclude: set[str] | None = None) -> list[Flow]:
+    """``n`` flows of the split's domain, ids ``<split>-<prefix><i>``; each seeded by its id.
+
+    A flow whose structure (its YAML without the id) is in ``exclude`` is drawn again, so a held-out
+    flow is never a copy of a training flow (short flows can coincide by chance).
+    """
     domain = catalog.domain_for_split(split)
     gen = FlowGenerator(catalog, domain)
     flows = []
     for i in range(n):
         fid = f"{split}-{prefix}{i:05d}"
-        flows.append(gen.generate(fid, random.Random(stable_hash(str(seed), "struct", fid))))
+        for attempt in range(100):
+            fl = gen.generate(fid, random.Random(stable_hash(str(seed), "struct", fid, str(attempt) if attempt else "")))
+            if not exclude or flow_to_yaml(fl) not in exclude:
+                break
+        flows.append(fl)
     return flows
 
 
@@ -222,6 +231,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
         bar = tqdm(splits + [f"dev-{lang}" for lang in languages], desc="build", disable=not progress)
         dev_flows_list: list[Flow] = []
         distractors: dict[str, list[Flow]] = {}
+        train_yaml: set[str] = set()
         for split in bar:
             bar.set_postfix_str(split)
             if split.startswith("dev-"):
@@ -230,8 +240,11 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
                 pools = load_pools(catalog, lang, "test")
             else:
                 lang = "en"
-                flows = generate_flows(catalog, split, sizes[split], seed)
+                flows = generate_flows(catalog, split, sizes[split], seed,
+                                       exclude=None if split == "train" else train_yaml)
                 pools = en_train if split == "train" else en_test
+                if split == "train":
+                    train_yaml = {flow_to_yaml(f) for f in flows}
                 if split == "dev":
                     dev_flows_list = flows
             rendered, records = render_split(catalog, flows, pools, seed, lang)

@@ -25,7 +25,11 @@ LITERAL_TYPES = {"choice", "boolean", "integer", "currency", "date", "datetime"}
 PEOPLE = ["Maria Lopez", "Chen Wei", "Amara Okafor", "David Cohen", "Yuki Tanaka", "Lena Fischer",
           "Sofia Rossi", "Omar Haddad", "Priya Nair", "Lucas Martin"]
 DAYS = [2, 3, 5, 7, 14, 30]  # no 1: "1 days" templates would be ungrammatical
-LABEL_RATE = 0.35  # how often a request names an object by its UI label rather than an alias
+# How often a request names an object by its UI label rather than an alias: people say a table's
+# name ("incident", "change request") often, a field's label ("Assignment group") rarely.
+LABEL_RATE = {"table": 0.5, "field": 0.1}
+# How often a step's text must name the fields it sets or checks (otherwise they may stay implicit).
+FIELD_MENTION_RATE = 0.7
 BLOCKS = {  # block kind -> weight
     "update_trigger": 20, "notify": 18, "approval": 12, "create_related": 14, "lookup_update": 8,
     "loop": 8, "branch": 10, "spoke": 12, "wait": 5, "misc": 6,
@@ -439,7 +443,7 @@ class Renderer:
     def _alias(self, rng, obj, kind: str) -> str:
         key = f"{kind}:{obj.name}" if kind == "table" else f"field:{obj.table}.{obj.name}"
         pool = alias_pool(self.cat, obj, self.p.side, key)
-        if not pool or rng.random() < LABEL_RATE:
+        if not pool or rng.random() < LABEL_RATE[kind]:
             # The label is the object's name in the UI, not a phrasing: both sides may use it.
             return self.p.term(obj.label.lower()) if self.p.lang == "en" else self.p.term(rng.choice(pool or (obj.label.lower(),)))
         return self.p.term(rng.choice(pool))
@@ -496,7 +500,8 @@ class Renderer:
         if "value" in slots and len(s.values) > 1 and rng.random() < 0.7:
             # A template like "set the {fields} to {value}" would give one value to every field.
             slots.pop("value")
-        required = {"fields"} & set(slots) if s.step.role in ("create", "update", "lookup", "lookup_many") else set()
+        required = {"fields"} & set(slots) if (s.step.role in ("create", "update", "lookup", "lookup_many")
+                                                and rng.random() < FIELD_MENTION_RATE) else set()
         t = choose(rng, templates, set(slots), required)
         if t is None:
             raise ValueError(f"no {self.p.lang}/{self.p.side} phrase of step {s.step.name} fits slots {sorted(slots)}")

@@ -6,7 +6,7 @@
 - every split is non-empty, and the counts in ``stats.json`` match the files;
 - no dev / OOD / translated query text, and no dev / OOD flow, appears in train;
 - no training phrasing leaks into test pools: the catalog's train and test pools are disjoint,
-  and no test query contains a distinctive (>= 4 word) fixed fragment of a train-only template;
+  and no test query contains a distinctive (>= 5 word) fixed fragment of a train-only template;
 - the training set is as large as promised for the profile it was built with.
 """
 
@@ -23,7 +23,7 @@ from helpers.io import DataError, read_jsonl
 MIN_TRAIN_PAIRS = {"cpu": 100_000, "full": 100_000}
 
 
-def _fragments(template: str, min_words: int = 4) -> list[str]:
+def _fragments(template: str, min_words: int = 5) -> list[str]:
     """Fixed (slot-free) parts of a template with at least ``min_words`` words."""
     parts = [p.strip(" ,;.") for p in SLOT_RE.split(template)[::2]]
     return [p.lower() for p in parts if len(p.split()) >= min_words]

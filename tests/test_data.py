@@ -189,8 +189,8 @@ def test_invalid_yaml_names_the_line(cat_copy):
 
 
 def test_phrase_with_a_slot_its_role_cannot_fill(cat_copy):
-    _edit(cat_copy / "core_steps.yaml", 'test: ["hand the work off as a new {table}"',
-          'test: ["hand the work off to {who} as a new {table}"')
+    _edit(cat_copy / "core_steps.yaml", '"hand the work off as a new {table}"',
+          '"hand the work off to {who} as a new {table}"')
     with pytest.raises(DataError) as e:
         load_catalog(cat_copy)
     assert "core_steps.yaml" in str(e.value) and "{who}" in str(e.value)

@@ -147,3 +147,27 @@ def strip_per_query(grid: dict) -> dict:
     """The grid without per-query values and runs, for compact results JSON."""
     return {n: {t: {s: {"recall": round(c["recall"], 4), "n": c["n"]} for s, c in ps.items()}
                 for t, ps in pt.items()} for n, pt in grid.items()}
+
+
+def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: int = 0,
+                  retrain: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
+    """The model a config trains under a profile: loaded if its run is complete, else trained now.
+
+    ``config`` is a name in ``configs/`` (e.g. ``multitask``). Runs live in
+    ``runs/<profile>/<config>-seed<seed>/`` (``model/`` + ``train_log.json``); a run counts as
+    complete when both exist and were trained on the same dataset folder. Returns (model folder, log).
+    """
+    import json
+
+    from helpers.train import train
+    from helpers.workspace import runs_dir
+
+    out = runs_dir(profile) / f"{config}-seed{seed}"
+    log_path, model_dir = out / "train_log.json", out / "model"
+    if not retrain and log_path.is_file() and (model_dir / "config.json").is_file():
+        log = json.loads(log_path.read_text(encoding="utf-8"))
+        if Path(log.get("config", {}).get("data_dir") or "").resolve() == Path(data_dir).resolve():
+            return model_dir, log
+    res = train(REPO / "configs" / f"{config}.yaml", profile=profile, out_dir=out, data_dir=data_dir, seed=seed,
+                show_progress=show_progress, evaluate=False)
+    return Path(res.model_path), res.log

@@ -29,8 +29,12 @@ class Profile:
     epochs: float
     max_seq_length: int
     eval_steps: int | None
-    # training checkpoints (helpers.train): save every N steps (None: about 4 per run)
+    # training checkpoints (helpers.train): save every N steps (None: every max(25, steps // 4))
     save_steps: int | None = None
+    # smoke only: replace every config's base encoder (a pipeline check, not a result)
+    base_model: str | None = None
+    # notebook 03: the caps K of the downsampling ablation
+    ablation_caps: tuple[int, ...] = (5, 20, 50)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -38,9 +42,12 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
-                     train_pairs=256, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None),
+                     train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
+                     base_model="minilm-l6", ablation_caps=(20,)),
+    # Measured here: me5-small trains at ~5 pairs/s (batch 32, frozen embeddings), so 1,920 pairs
+    # (60 steps) is ~6.5 minutes a run; the case study trains 8 models.
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
-                   train_pairs=6000, batch_size=32, epochs=1, max_seq_length=96, eval_steps=None),
+                   train_pairs=1920, batch_size=32, epochs=1, max_seq_length=96, eval_steps=None),
     "full": Profile("full", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                     train_pairs=None, batch_size=64, epochs=1, max_seq_length=256, eval_steps=500),
 }

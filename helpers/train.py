@@ -940,6 +940,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     # ---- model -------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     cap_len = cfg.max_seq_length or prof.max_seq_length
+    if prof.base_model and prof.base_model != cfg.base_model:
+        logger.warning("profile %s replaces base model %s with %s", prof.name, cfg.base_model, prof.base_model)
+        cfg.base_model = prof.base_model
     model = load_base_encoder(cfg.base_model)
     base_prompts = {k: v for k, v in (model.prompts or {}).items() if not re.search(r"_(query|document)$", k)}
     prompts = task_prompts(base_prompts, list(TASKS), query_side=cfg.query_instructions,
@@ -988,7 +991,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         shutil.rmtree(ckpt_dir)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-    save_steps = cfg.save_steps or prof.save_steps or max(1, max_steps // 4)
+    save_steps = cfg.save_steps or prof.save_steps or max(25, max_steps // 4)
     eval_steps = prof.eval_steps if cfg.eval_steps is None else (cfg.eval_steps or None)
     max_q = cfg.max_eval_queries if cfg.max_eval_queries is not None else prof.max_eval_queries
 
@@ -1083,8 +1086,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         "resolved": {"batch_size": batch_size, "per_device_batch_size": per_device_bs, "epochs": epochs,
                      "max_steps": max_steps, "budget_pairs": budget, "max_seq_length": seq_len,
                      "save_steps": save_steps, "eval_steps": eval_steps if evaluator else None,
-                     "mixing_sampler": cfg.mixing if isinstance(mixing_sampler, _MixingFactory) is False
-                     else f"TaskMixingBatchSampler({cfg.mixing}, T={cfg.temperature}, group={world_size})",
+                     "mixing_sampler": (f"TaskMixingBatchSampler({cfg.mixing}, T={cfg.temperature}, "
+                                        f"group={world_size})" if isinstance(mixing_sampler, _MixingFactory)
+                                        else f"sentence-transformers {cfg.mixing}"),
                      "prompts": prompts, "trained_prompts": col_prompts,
                      "params": n_params, "frozen_params": n_frozen,
                      "data_source": [str(s) for s in source] if isinstance(source, list) else str(source),
@@ -1097,6 +1101,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
                      "steps_per_task": dict(steps_per_task), "pairs_seen": pairs_seen,
                      "tokens_seen": tokens_seen, "padded_tokens": padded_seen,
                      "padding_efficiency": round(tokens_seen / padded_seen, 4) if padded_seen else None,
+                     # whole trainer.train() call: includes checkpoint saves and dev evaluation during training
                      "pairs_per_second": pairs_seen / train_seconds if train_seconds else 0.0,
                      "tokens_per_second": tokens_seen / train_seconds if train_seconds else 0.0,
                      "steady": steady,

@@ -40,6 +40,7 @@ class RetrieverFactory:
 
     def __init__(self, show_progress: bool = False, batch_size: int = 64):
         self._models: dict[str, object] = {}
+        self._max_len: dict[int, int] = {}
         self.show_progress, self.batch_size = show_progress, batch_size
 
     def model(self, spec):
@@ -53,13 +54,18 @@ class RetrieverFactory:
         return self._models[key]
 
     def __call__(self, spec, task: str, doc_instructions: bool = True, query_instructions: bool = True,
-                 name: str | None = None) -> Retriever:
+                 name: str | None = None, max_seq_length: int | None = None) -> Retriever:
+        """``max_seq_length`` overrides the model's own for this retriever (e.g. long YAML workflows)."""
         if isinstance(spec, str) and spec == "bm25":
             return BM25Retriever()
         if isinstance(spec, str) and spec.startswith("hybrid:"):
             parts = spec[len("hybrid:"):].split("+")
-            return HybridRetriever([self(p, task, doc_instructions, query_instructions) for p in parts])
+            return HybridRetriever([self(p, task, doc_instructions, query_instructions, max_seq_length=max_seq_length)
+                                    for p in parts])
         model = self.model(spec)
+        # Models are shared between retrievers: remember the saved length and set it per call.
+        own = self._max_len.setdefault(id(model), model.max_seq_length)
+        model.max_seq_length = max_seq_length or own
         q_name, d_name = prompt_names_for(model, task)
         prompts = getattr(model, "prompts", {}) or {}
         # "Instructions off" falls back to the base model's own prefixes (e.g. "query: ").
@@ -75,8 +81,10 @@ class RetrieverFactory:
 def evaluate_grid(retrievers: dict[str, object], data_dir: str | os.PathLike, tasks: Iterable[str],
                   splits: Iterable[str], max_queries: int | None = None, seed: int = 0,
                   factory: RetrieverFactory | None = None, progress: bool = True,
-                  keep_runs: bool = False) -> dict:
+                  keep_runs: bool = False, max_seq_length: dict[str, int] | None = None) -> dict:
     """Evaluate every retriever on every task and split at the paper's k.
+
+    ``max_seq_length`` maps a task to the encoder length used for it (default: each model's own).
 
     Returns ``{name: {task: {split: {"recall": r, "n": n_queries, "per_query": {...}}}}}``;
     per-query recall is kept so notebooks can run paired significance tests.
@@ -90,7 +98,8 @@ def evaluate_grid(retrievers: dict[str, object], data_dir: str | os.PathLike, ta
     for name, task in tqdm(jobs, desc="evaluate", disable=not progress):
         spec = retrievers[name]
         k = TASK_K[task]
-        ret = factory(spec, task, name=name) if not isinstance(spec, Retriever) else spec
+        msl = (max_seq_length or {}).get(task)
+        ret = factory(spec, task, name=name, max_seq_length=msl) if not isinstance(spec, Retriever) else spec
         for split in splits:
             folder = Path(data_dir) / "beir" / task / split
             corpus, queries, qrels = load_beir(folder)

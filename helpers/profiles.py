@@ -35,6 +35,8 @@ class Profile:
     base_model: str | None = None
     # notebook 03: the caps K of the downsampling ablation
     ablation_caps: tuple[int, ...] = (5, 20, 50)
+    # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
+    ood_splits: tuple[str, ...] = tuple(f"ood{i:02d}" for i in range(1, 11))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -43,7 +45,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
-                     base_model="minilm-l6", ablation_caps=(20,)),
+                     base_model="minilm-l6", ablation_caps=(20,), ood_splits=("ood01", "ood07")),
     # Measured here: me5-small trains at ~5 pairs/s (batch 32, frozen embeddings), so 1,920 pairs
     # (60 steps) is ~6.5 minutes a run; the case study trains 8 models.
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,

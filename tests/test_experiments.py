@@ -1,0 +1,44 @@
+"""The notebooks' evaluation grid on a tiny built dataset (BM25 only: no model weights)."""
+
+import pytest
+
+from helpers.data.build import build_dataset
+from helpers.experiments import evaluate_grid, ood_average, paper_tables, summary_table, to_markdown
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "ds"
+    build_dataset(out, seed=1, profile="smoke", progress=False, train_flows=20, dev_flows=8, ood_flows=5,
+                  languages=())
+    return out
+
+
+def test_grid_and_weighted_ood_average(data):
+    grid = evaluate_grid({"bm25": "bm25"}, data, ["step", "table"], ["ood01", "ood02"], progress=False)
+    cells = grid["bm25"]["table"]
+    assert set(cells) == {"ood01", "ood02"}
+    for c in cells.values():
+        assert 0.0 <= c["recall"] <= 1.0 and c["n"] == len(c["per_query"])
+    expected = sum(c["recall"] * c["n"] for c in cells.values()) / sum(c["n"] for c in cells.values())
+    assert ood_average(grid, "bm25", "table", ["ood01", "ood02"]) == pytest.approx(expected)
+    table = summary_table(grid, ood=False, splits=["ood01"])
+    assert table["bm25"]["step"] == pytest.approx(round(grid["bm25"]["step"]["ood01"]["recall"], 4))
+
+
+def test_max_queries_samples_deterministically(data):
+    a = evaluate_grid({"bm25": "bm25"}, data, ["field"], ["dev"], max_queries=5, seed=3, progress=False)
+    b = evaluate_grid({"bm25": "bm25"}, data, ["field"], ["dev"], max_queries=5, seed=3, progress=False)
+    assert a["bm25"]["field"]["dev"]["n"] == 5
+    assert a["bm25"]["field"]["dev"]["per_query"] == b["bm25"]["field"]["dev"]["per_query"]
+
+
+def test_markdown_table_with_reference():
+    md = to_markdown({"bm25": {"step": 0.5}}, ["step", "table"], reference={"bm25": {"step": 0.82}})
+    assert "| bm25 | 0.50 (0.82) | – |" in md
+
+
+def test_paper_tables_hold_the_brief_numbers():
+    p = paper_tables()
+    assert p["table4_ood"]["bm25"] == {"step": 0.82, "table": 0.79, "field": 0.26}
+    assert p["table6_workflow"]["mGTE-base multi-task"]["workflow"] == 0.94

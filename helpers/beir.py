@@ -22,7 +22,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from helpers.io import DataError, atomic_write_text, read_jsonl, write_jsonl
+from helpers.io import DataError, atomic_write_text, iter_lines, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -148,46 +148,41 @@ def _read_qrels(path: Path, corpus: dict, queries: dict) -> tuple[dict[str, dict
     seen_line: dict[tuple[str, str], int] = {}
     n = 0
     header_seen = False
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=path, line=lineno) from None
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if not header_seen:
-                if tuple(c.strip() for c in cols) != QRELS_HEADER:
-                    raise DataError(f"expected the header 'query-id<TAB>corpus-id<TAB>score', got {line!r}",
-                                    file=path, line=lineno, field="header")
-                header_seen = True
-                continue
-            if len(cols) != 3:
-                raise DataError(f"expected 3 tab-separated columns, got {len(cols)}", file=path, line=lineno)
-            qid, doc_id, score = (c.strip() for c in cols)
-            if not qid:
-                raise DataError("empty value", file=path, line=lineno, field="query-id")
-            if not doc_id:
-                raise DataError("empty value", file=path, line=lineno, field="corpus-id")
-            try:
-                grade = int(score)
-            except ValueError:
-                raise DataError(f"score must be an integer, got {score!r}", file=path, line=lineno,
-                                field="score") from None
-            if qid not in queries:
-                raise DataError(f"unknown query {qid!r} (not in queries.jsonl)", file=path, line=lineno,
-                                field="query-id")
-            if doc_id not in corpus:
-                raise DataError(f"unknown document {doc_id!r} (not in corpus.jsonl)", file=path, line=lineno,
-                                field="corpus-id")
-            if (qid, doc_id) in seen_line:
-                raise DataError(f"duplicate judgment for ({qid!r}, {doc_id!r}) (first on line "
-                                f"{seen_line[qid, doc_id]})", file=path, line=lineno, field="corpus-id")
-            seen_line[qid, doc_id] = lineno
-            qrels.setdefault(qid, {})[doc_id] = grade
-            n += 1
+    for lineno, line in iter_lines(path):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if not header_seen:
+            if tuple(c.strip() for c in cols) != QRELS_HEADER:
+                raise DataError(f"expected the header 'query-id<TAB>corpus-id<TAB>score', got {line!r}",
+                                file=path, line=lineno, field="header")
+            header_seen = True
+            continue
+        if len(cols) != 3:
+            raise DataError(f"expected 3 tab-separated columns, got {len(cols)}", file=path, line=lineno)
+        qid, doc_id, score = (c.strip() for c in cols)
+        if not qid:
+            raise DataError("empty value", file=path, line=lineno, field="query-id")
+        if not doc_id:
+            raise DataError("empty value", file=path, line=lineno, field="corpus-id")
+        try:
+            grade = int(score)
+        except ValueError:
+            raise DataError(f"score must be an integer, got {score!r}", file=path, line=lineno,
+                            field="score") from None
+        if qid not in queries:
+            raise DataError(f"unknown query {qid!r} (not in queries.jsonl)", file=path, line=lineno,
+                            field="query-id")
+        if doc_id not in corpus:
+            raise DataError(f"unknown document {doc_id!r} (not in corpus.jsonl)", file=path, line=lineno,
+                            field="corpus-id")
+        if (qid, doc_id) in seen_line:
+            raise DataError(f"duplicate judgment for ({qid!r}, {doc_id!r}) (first on line "
+                            f"{seen_line[qid, doc_id]})", file=path, line=lineno, field="corpus-id")
+        seen_line[qid, doc_id] = lineno
+        qrels.setdefault(qid, {})[doc_id] = grade
+        n += 1
     if not header_seen:
         raise DataError("empty qrels file (no header, no rows)", file=path)
     return qrels, n

@@ -163,20 +163,25 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     """The model a config trains under a profile: loaded if its run is complete, else trained now.
 
     ``config`` is a name in ``configs/`` (e.g. ``multitask``). Runs live in
-    ``runs/<profile>/<config>-seed<seed>/`` (``model/`` + ``train_log.json``); a run counts as
-    complete when both exist and were trained on the same dataset folder. Returns (model folder, log).
+    ``runs/<profile>/<config>-seed<seed>/`` (``model/`` + ``train_log.json``); a run is re-used when
+    it is complete and ``data_fingerprint`` there equals the dataset's, so a rebuilt dataset or an
+    edited config retrains. Returns (model folder, log).
     """
+    import hashlib
     import json
 
+    from helpers.io import atomic_write_text
     from helpers.train import train
-    from helpers.workspace import runs_dir
+    from helpers.workspace import dataset_fingerprint, runs_dir
 
+    cfg_path = REPO / "configs" / f"{config}.yaml"
+    key = f"{dataset_fingerprint(data_dir)}-{hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:12]}"
     out = runs_dir(profile) / f"{config}-seed{seed}"
-    log_path, model_dir = out / "train_log.json", out / "model"
-    if not retrain and log_path.is_file() and (model_dir / "config.json").is_file():
-        log = json.loads(log_path.read_text(encoding="utf-8"))
-        if Path(log.get("config", {}).get("data_dir") or "").resolve() == Path(data_dir).resolve():
-            return model_dir, log
-    res = train(REPO / "configs" / f"{config}.yaml", profile=profile, out_dir=out, data_dir=data_dir, seed=seed,
+    log_path, model_dir, marker = out / "train_log.json", out / "model", out / "data_fingerprint"
+    if (not retrain and log_path.is_file() and (model_dir / "config.json").is_file() and marker.is_file()
+            and marker.read_text().strip() == key):
+        return model_dir, json.loads(log_path.read_text(encoding="utf-8"))
+    res = train(cfg_path, profile=profile, out_dir=out, data_dir=data_dir, seed=seed,
                 show_progress=show_progress, evaluate=False)
+    atomic_write_text(marker, key + "\n")
     return Path(res.model_path), res.log

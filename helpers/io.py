@@ -89,35 +89,40 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
         raise
 
 
-def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, record)`` for each non-blank line of a JSONL file.
-
-    Raises :class:`DataError` naming the file and line for invalid UTF-8, invalid JSON, a line that
-    is not an object, or a missing/empty required field.
-    """
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of a UTF-8 file, raising :class:`DataError` with the line on bad bytes."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", file=path)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=path, line=lineno) from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=path, line=lineno) from None
-            if not isinstance(rec, dict):
-                raise DataError(f"expected a JSON object, got {type(rec).__name__}", file=path, line=lineno)
-            for key in required:
-                if key not in rec:
-                    raise DataError("missing required field", file=path, line=lineno, field=key)
-                if rec[key] is None or (isinstance(rec[key], str) and not rec[key].strip()):
-                    raise DataError("empty value", file=path, line=lineno, field=key)
-            yield lineno, rec
+
+
+def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, record)`` for each non-blank line of a JSONL file.
+
+    Raises :class:`DataError` naming the file and line for invalid UTF-8, invalid JSON, a line that
+    is not an object, or a missing/empty required field.
+    """
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=path, line=lineno) from None
+        if not isinstance(rec, dict):
+            raise DataError(f"expected a JSON object, got {type(rec).__name__}", file=path, line=lineno)
+        for key in required:
+            if key not in rec:
+                raise DataError("missing required field", file=path, line=lineno, field=key)
+            if rec[key] is None or (isinstance(rec[key], str) and not rec[key].strip()):
+                raise DataError("empty value", file=path, line=lineno, field=key)
+        yield lineno, rec
 
 
 def write_jsonl(path: str | os.PathLike, records) -> Path:

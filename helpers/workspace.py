@@ -27,12 +27,23 @@ def runs_dir(profile: str) -> Path:
     return Path(os.environ.get("CASE_STUDY_RUNS", REPO / "runs")) / profile
 
 
-def ensure_dataset(profile: str, seed: int = 0, progress: bool = True) -> Path:
-    """Return the dataset folder for ``profile``/``seed``, building it first if it is missing."""
-    out = dataset_dir(profile, seed)
-    if not (out / "stats.json").is_file():
-        from helpers.data.build import build_dataset
+def dataset_fingerprint(folder: str | os.PathLike) -> str | None:
+    """The source fingerprint a built dataset records (None if it is missing or predates it)."""
+    path = Path(folder) / "stats.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("source_fingerprint")
 
+
+def ensure_dataset(profile: str, seed: int = 0, progress: bool = True) -> Path:
+    """Return the dataset folder for ``profile``/``seed``, (re)building it if missing or stale.
+
+    Stale means built from other catalog, language or builder sources than the current ones.
+    """
+    from helpers.data.build import build_dataset, source_fingerprint
+
+    out = dataset_dir(profile, seed)
+    if dataset_fingerprint(out) != source_fingerprint():
         build_dataset(out, seed=seed, profile=profile, progress=progress)
     return out
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import CORPUS
 from helpers import bench
 from helpers.beir import write_beir
 from helpers.evaluate import evaluate_retriever, main, make_retriever, sample_queries
@@ -18,13 +19,6 @@ from helpers.retrieval import BM25Retriever, HybridRetriever
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CORPUS = {
-    "hr": {"title": "HR case", "text": "An employee asks the people team about parental leave"},
-    "inc": {"title": "Incident", "text": "The email server is down and nobody can send mail"},
-    "cost": {"title": "", "text": "Set u_cost_center on the sys_user record from the department"},
-    "mgr": {"title": "Manager lookup", "text": "Read sys_user.manager to find who approves the request"},
-    "asg": {"title": "Assignment", "text": "Set assignedTo when the ticket is routed to a group"},
-}
 QUERIES = {
     "q1": "parental leave question for the people team",
     "q2": "email server down",

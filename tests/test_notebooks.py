@@ -35,3 +35,14 @@ def test_notebook_runs_in_smoke_profile(nb: Path):
     payload = json.loads(target.read_text(encoding="utf-8"))
     assert payload["profile"] == "smoke"
     assert payload.get("summary"), f"{nb.name} wrote an empty summary"
+
+
+@pytest.mark.notebooks
+def test_smoke_results_match_expected():
+    """The smoke run's headline numbers, against results/expected-smoke.yaml (kept as data)."""
+    from helpers.check_results import check
+
+    rows = check(OUT / "results", REPO / "results" / "expected-smoke.yaml")
+    bad = [r for r in rows if not r["ok"]]
+    assert rows and not bad, "\n".join(f"{r['notebook']}: {r['path']} = {r['actual']} (expected {r['expected']} "
+                                       f"± {r['tol']})" for r in bad)

@@ -7,17 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from tests.fixtures import CORPUS
 from helpers.bench import synth_corpus
 from helpers.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, corpus_fingerprint,
                                doc_text, prompt_names_for, rrf_fuse, tokenize, top_k)
 
-CORPUS = {
-    "hr": {"title": "HR case", "text": "An employee asks the people team about parental leave"},
-    "inc": {"title": "Incident", "text": "The email server is down and nobody can send mail"},
-    "cost": {"title": "", "text": "Set u_cost_center on the sys_user record from the department"},
-    "mgr": {"title": "Manager lookup", "text": "Read sys_user.manager to find who approves the request"},
-    "asg": {"title": "Assignment", "text": "Set assignedTo when the ticket is routed to a group"},
-}
 
 
 # --------------------------------------------------------------------------------------- tokenizer

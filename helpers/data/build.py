@@ -187,6 +187,24 @@ def long_tail(counter: Counter) -> dict:
 # the build
 
 
+def source_fingerprint() -> str:
+    """sha256 of everything a build depends on: catalog, language pools and the builder's code.
+
+    Stored in stats.json so a dataset built by older sources is recognised as stale.
+    """
+    import hashlib
+
+    from helpers.data.catalog import CATALOG_DIR
+    from helpers.data.language import LANG_DIR
+
+    h = hashlib.sha256()
+    files = sorted(CATALOG_DIR.rglob("*.yaml")) + sorted(LANG_DIR.glob("*.yaml")) + sorted(Path(__file__).parent.glob("*.py"))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str = "",
                    exclude: set[str] | None = None) -> list[Flow]:
     """``n`` flows of the split's domain, ids ``<split>-<prefix><i>``; each seeded by its id.
@@ -222,7 +240,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
 
     splits = ["train", "dev"] + [s for s in SPLITS_OOD if any(d.split == s for d in catalog.domains.values())]
     sizes = {"train": n_train, "dev": n_dev, **{s: n_ood for s in splits[2:]}}
-    stats: dict = {"seed": seed, "profile": prof.name, "flows": {}, "queries": {t: {} for t in TASKS},
+    stats: dict = {"seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in TASKS},
                    "corpus": {t: {} for t in TASKS}, "qrels": {t: {} for t in TASKS},
                    "word_overlap": {t: {} for t in TASKS}, "train_pairs": {}, "steps_per_flow": {}}
     en_train = load_pools(catalog, "en", "train")

@@ -64,7 +64,9 @@ def check(results_dir: str | Path, expected_file: str | Path) -> list[dict]:
 def refresh(results_dir: str | Path, expected_file: str | Path) -> int:
     """Rewrite expected values from the current results, keeping paths and tolerances."""
     expected_file = Path(expected_file)
-    spec = yaml.safe_load(expected_file.read_text(encoding="utf-8")) or {}
+    text = expected_file.read_text(encoding="utf-8")
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))  # keep the explanation
+    spec = yaml.safe_load(text) or {}
     changed = 0
     for notebook, entries in spec.items():
         if notebook.startswith("_"):
@@ -74,7 +76,7 @@ def refresh(results_dir: str | Path, expected_file: str | Path) -> int:
             new = round(float(lookup(summary, key)), 4)
             changed += new != exp["value"]
             exp["value"] = new
-    atomic_write_text(expected_file, yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=120))
+    atomic_write_text(expected_file, header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=120))
     return changed
 
 

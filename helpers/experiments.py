@@ -164,18 +164,24 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
 
     ``config`` is a name in ``configs/`` (e.g. ``multitask``). Runs live in
     ``runs/<profile>/<config>-seed<seed>/`` (``model/`` + ``train_log.json``); a run is re-used when
-    it is complete and ``data_fingerprint`` there equals the dataset's, so a rebuilt dataset or an
-    edited config retrains. Returns (model folder, log).
+    it is complete and ``data_fingerprint`` there matches the training files and the config it
+    would be trained from now, so changed training data or an edited config retrains.
+    Returns (model folder, log).
     """
     import hashlib
     import json
 
     from helpers.io import atomic_write_text
     from helpers.train import train
-    from helpers.workspace import dataset_fingerprint, runs_dir
+    from helpers.workspace import runs_dir
 
     cfg_path = REPO / "configs" / f"{config}.yaml"
-    key = f"{dataset_fingerprint(data_dir)}-{hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:12]}"
+    h = hashlib.sha256()
+    for f in sorted((Path(data_dir) / "train").rglob("*")):
+        if f.is_file():  # the training pairs themselves: byte-identical for the same seed and sources
+            h.update(f.relative_to(data_dir).as_posix().encode())
+            h.update(f.read_bytes())
+    key = f"{h.hexdigest()[:16]}-{hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:12]}"
     out = runs_dir(profile) / f"{config}-seed{seed}"
     log_path, model_dir, marker = out / "train_log.json", out / "model", out / "data_fingerprint"
     if (not retrain and log_path.is_file() and (model_dir / "config.json").is_file() and marker.is_file()

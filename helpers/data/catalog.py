@@ -327,12 +327,21 @@ def load_catalog(root: str | Path | None = None) -> Catalog:
             raise DataError("catalog file not found", file=p)
     tables: dict[str, Table] = {}
     files: dict[str, Path] = {}
+    steps: dict[str, Step] = {}
+    step_files: dict[str, Path] = {}
+
+    def register(kind: str, obj, registry: dict, where: dict, path: Path):
+        """Names are unique across the whole catalog: one instance never holds two objects of a name."""
+        if obj.name in registry:
+            raise DataError(f"entry '{kind} {obj.name}': defined twice (also in {where[obj.name]})",
+                            file=path, field="name")
+        registry[obj.name], where[obj.name] = obj, path
 
     def add_table(t: Table, path: Path):
-        if t.name in tables:
-            raise DataError(f"entry 'table {t.name}': defined twice (also in {files[t.name]})",
-                            file=path, field="name")
-        tables[t.name], files[t.name] = t, path
+        register("table", t, tables, files, path)
+
+    def add_step(s: Step, path: Path):
+        register("step", s, steps, step_files, path)
 
     sdata = _load_yaml(shared_path)
     shared = [_parse_table(d, "shared", shared_path, i) for i, d in enumerate(_req(sdata, "tables", _Ctx(shared_path), list))]
@@ -341,14 +350,6 @@ def load_catalog(root: str | Path | None = None) -> Catalog:
 
     cdata = _load_yaml(core_path)
     core = [_parse_core_step(d, core_path, i) for i, d in enumerate(_req(cdata, "steps", _Ctx(core_path), list))]
-    steps: dict[str, Step] = {}
-    step_files: dict[str, Path] = {}
-
-    def add_step(s: Step, path: Path):
-        if s.name in steps:
-            raise DataError(f"entry 'step {s.name}': defined twice (also in {step_files[s.name]})",
-                            file=path, field="name")
-        steps[s.name], step_files[s.name] = s, path
 
     for s in core:
         add_step(s, core_path)

@@ -33,7 +33,7 @@ from helpers.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Re
 logger = logging.getLogger(__name__)
 
 SPEC_HELP = "bm25, a registered encoder name (minilm-l6, me5-small), a path to a SentenceTransformer folder, " \
-            "or hybrid:A+B"
+            "a Hugging Face Hub id (owner/name; needs hub access), or hybrid:A+B"
 
 
 def _registered_encoders() -> list[str]:
@@ -68,10 +68,12 @@ def make_retriever(spec: str, task: str | None = None, cache_dir: str | os.PathL
                                                show_progress) for p in parts])
     if spec == "bm25":
         return BM25Retriever()
-    if not Path(spec).exists() and spec not in _registered_encoders():
+    from helpers.models import _HUB_ID, load_encoder
+
+    # Hub ids (owner/name) go to load_encoder too: users with hub access can evaluate any model.
+    if not Path(spec).exists() and spec not in _registered_encoders() and not _HUB_ID.match(spec):
         raise ValueError(f"unknown retriever {spec!r}: expected {SPEC_HELP} "
                          f"(registered encoders: {', '.join(_registered_encoders())})")
-    from helpers.models import load_encoder
 
     model = load_encoder(spec)
     q_name, d_name = prompt_names_for(model, task)

@@ -145,3 +145,19 @@ def test_bench_smoke(tmp_path, capsys):
     assert row["query_p95_ms"] >= row["query_p50_ms"] > 0
     assert "docs_per_s" in capsys.readouterr().out
     assert bench.synth_corpus(20, 5, seed=1) == bench.synth_corpus(20, 5, seed=1)
+
+
+def test_hub_ids_reach_load_encoder(monkeypatch):
+    """An owner/name spec is not rejected as unknown: it is handed to load_encoder (offline it fails there)."""
+    import helpers.models as models
+
+    seen = []
+
+    def fake_load(name, **kw):
+        seen.append(name)
+        raise OSError("offline")
+
+    monkeypatch.setattr(models, "load_encoder", fake_load)
+    with pytest.raises(OSError, match="offline"):
+        make_retriever("someone/some-encoder")
+    assert seen == ["someone/some-encoder"]

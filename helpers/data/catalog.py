@@ -199,21 +199,24 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
-def _parse_table(d: dict, domain: str, path: Path, i: int) -> Table:
-    ctx = _Ctx(path, f"tables[{i}]")
+def _named(d: dict, ctx: _Ctx, kind: str, prefix: str = "") -> str:
+    """Read an entry's ``name``, point ``ctx`` at it for later errors, and check it is snake_case."""
     name = _req(d, "name", ctx)
-    ctx.entry = f"table {name}"
+    ctx.entry = f"{kind} {prefix}{name}"
     if not NAME_RE.match(name):
         raise ctx.err(f"name {name!r} must be snake_case ASCII", "name")
+    return name
+
+
+def _parse_table(d: dict, domain: str, path: Path, i: int) -> Table:
+    ctx = _Ctx(path, f"tables[{i}]")
+    name = _named(d, ctx, "table")
     t = Table(name=name, label=_req(d, "label", ctx), description=_req(d, "description", ctx),
               aliases=_str_list(d, "aliases", ctx, min_len=1), domain=domain, extends=d.get("extends"))
     seen = set()
     for j, fd in enumerate(_req(d, "fields", ctx, list)):
         fctx = _Ctx(path, f"table {name}, fields[{j}]")
-        fname = _req(fd, "name", fctx)
-        fctx.entry = f"field {name}.{fname}"
-        if not NAME_RE.match(fname):
-            raise fctx.err(f"name {fname!r} must be snake_case ASCII", "name")
+        fname = _named(fd, fctx, "field", prefix=f"{name}.")
         if fname in seen:
             raise fctx.err("declared twice on the same table", "name")
         seen.add(fname)
@@ -258,10 +261,7 @@ def _pool(d: dict, key: str, ctx: _Ctx, min_train=1, min_test=1) -> tuple[tuple[
 
 def _parse_core_step(d: dict, path: Path, i: int) -> Step:
     ctx = _Ctx(path, f"steps[{i}]")
-    name = _req(d, "name", ctx)
-    ctx.entry = f"step {name}"
-    if not NAME_RE.match(name):
-        raise ctx.err(f"name {name!r} must be snake_case ASCII", "name")
+    name = _named(d, ctx, "step")
     role = _req(d, "role", ctx)
     if role not in ROLES:
         raise ctx.err(f"unknown role {role!r}; valid: {', '.join(sorted(ROLES))}", "role")
@@ -277,10 +277,7 @@ def _parse_core_step(d: dict, path: Path, i: int) -> Step:
 
 def _parse_spoke(d: dict, domain: str, path: Path, i: int) -> Step:
     ctx = _Ctx(path, f"spokes[{i}]")
-    name = _req(d, "name", ctx)
-    ctx.entry = f"spoke {name}"
-    if not NAME_RE.match(name):
-        raise ctx.err(f"name {name!r} must be snake_case ASCII", "name")
+    name = _named(d, ctx, "spoke")
     phrases = _str_list(d, "phrases", ctx, min_len=2)
     _check_slots(phrases, ROLE_SLOTS["integration"], ctx, "phrases")
     # Spoke phrases are split into train/test pools later (see helpers.data.language).

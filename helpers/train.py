@@ -1136,6 +1136,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     model.prompts = dict(prompts)
     with atomic_dir(model_dir) as tmp:
         model.save(str(tmp), create_model_card=False)
+        if getattr(model[0].auto_model, "pooler", None) is None:
+            from helpers.models import mark_without_pooler
+            mark_without_pooler(tmp)
         atomic_write_text(tmp / "README.md", _model_card(cfg, prof, prompts, log))
         atomic_write_json(tmp / "train_summary.json",
                           {"name": cfg.name, "config": cfg.as_dict(), "prompts": prompts,

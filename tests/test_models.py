@@ -15,6 +15,7 @@ The model is converted once per session into a temporary cache (about 10-20 s on
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 from pathlib import Path
@@ -395,3 +396,12 @@ def test_minilm_loads_and_encodes():
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
     assert models.encoder_identity(m) == models.encoder_identity("minilm-l6")
+
+
+def test_mark_without_pooler_keeps_other_settings(tmp_path):
+    from helpers.models import mark_without_pooler
+
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 96, "model_kwargs": {"a": 1}}')
+    mark_without_pooler(tmp_path)
+    cfg = json.loads((tmp_path / "sentence_bert_config.json").read_text())
+    assert cfg == {"max_seq_length": 96, "model_kwargs": {"a": 1, "add_pooling_layer": False}}

@@ -19,6 +19,9 @@ What one run does (``train()`` / ``python -m helpers.train``):
    downsampled task sizes) and the run takes ``ceil(train_pairs * epochs / batch_size)`` optimizer steps.
    Single-task and multi-task runs under the same profile therefore take the same number of steps on the
    same number of pairs; a pool smaller than the budget is repeated (more epochs), never cut short.
+   ``budget_per_task: true`` multiplies the budget by the number of tasks instead, so a multi-task run sees
+   about as many pairs of each task as the single-task run of that task (the paper's setup, where the
+   multi-task model trains on the union of the single-task data).
 4. **Optional hard negatives** (``hard_negatives: model | bm25``), mined within each task's object set:
    ``model`` uses ``sentence_transformers.util.mine_hard_negatives`` with the base encoder and the task
    prompts, skipping the top ``hn_range_min`` candidates and any candidate within ``hn_relative_margin`` of
@@ -135,6 +138,7 @@ class TrainConfig:
     hn_relative_margin: float = 0.05
     # budget (None: profile)
     train_pairs: int | str | None = None     # int, None (profile) or "all"
+    budget_per_task: bool = False            # budget x number of tasks (see the module docstring, 3.)
     batch_size: int | None = None
     epochs: float | None = None
     max_steps: int | None = None             # overrides the budget rule
@@ -215,6 +219,9 @@ class TrainConfig:
         if not (self.train_pairs is None or self.train_pairs == "all"
                 or (isinstance(self.train_pairs, int) and self.train_pairs > 0)):
             bad(f"train_pairs must be a positive integer, 'all' or null, got {self.train_pairs!r}", "train_pairs")
+        for name in ("budget_per_task", "query_instructions", "doc_instructions", "freeze_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                bad(f"{name} must be true or false, got {getattr(self, name)!r}", name)
         if self.num_negatives < 1:
             bad("num_negatives must be >= 1", "num_negatives")
         if isinstance(self.train_jsonl, str):
@@ -394,6 +401,17 @@ def downsample(datasets: dict, cap: int | None, seed: int, cap_per_task: dict[st
         out[task] = ds
         report[task] = {"cap": k, "before": before, "after": frequency_summary(ds["positive_id"], head)}
     return out, report
+
+
+def run_budget(cfg: "TrainConfig", prof, n_tasks: int) -> int | None:
+    """Pairs a run draws: the config's ``train_pairs`` or the profile's, times ``n_tasks`` with
+    ``budget_per_task``; ``None`` (``train_pairs: all``) keeps every pair."""
+    if cfg.train_pairs == "all":
+        return None
+    budget = cfg.train_pairs or prof.train_pairs
+    if budget is not None and cfg.budget_per_task:
+        budget *= n_tasks
+    return budget
 
 
 def sample_budget(datasets: dict, budget: int | None, seed: int) -> tuple[dict, dict]:
@@ -928,7 +946,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     raw = load_training_pairs(source, cfg.tasks)
     loaded = {t: len(d) for t, d in raw.items()}
     capped, ds_report = downsample(raw, cfg.cap_per_positive, cfg.seed, cfg.cap_per_task)
-    budget = None if cfg.train_pairs == "all" else (cfg.train_pairs or prof.train_pairs)
+    budget = run_budget(cfg, prof, len(capped))
     used, used_counts = sample_budget(capped, budget, cfg.seed)
     batch_size = cfg.batch_size or prof.batch_size
     epochs = cfg.epochs if cfg.epochs is not None else prof.epochs

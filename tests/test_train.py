@@ -75,6 +75,21 @@ def test_config_errors(tmp_path):
     bad.write_text("tasks: [step]\nmixing: random\n")
     with pytest.raises(DataError, match="mixing must be one of"):
         TrainConfig.from_yaml(bad)
+    with pytest.raises(DataError, match="budget_per_task must be true or false") as e:
+        TrainConfig.from_dict({"tasks": ["step"], "budget_per_task": "yes"}, source="c.yaml")
+    assert "c.yaml" in str(e.value)
+
+
+def test_run_budget_total_per_task_and_all():
+    from helpers.profiles import get_profile
+    from helpers.train import run_budget
+
+    cpu = get_profile("cpu")
+    assert run_budget(TrainConfig.from_dict({"tasks": ["step", "table", "field"]}), cpu, 3) == cpu.train_pairs
+    per_task = TrainConfig.from_yaml(REPO / "configs" / "multitask_task_budget.yaml")
+    assert run_budget(per_task, cpu, 3) == 3 * cpu.train_pairs
+    assert run_budget(TrainConfig.from_dict({"tasks": ["step"], "train_pairs": 100}), cpu, 1) == 100
+    assert run_budget(TrainConfig.from_dict({"tasks": ["step"], "train_pairs": "all"}), cpu, 1) is None
 
 
 def test_all_configs_parse():

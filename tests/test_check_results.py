@@ -50,3 +50,13 @@ def test_refresh_rewrites_values_and_keeps_tolerances(results, tmp_path):
     exp = _expected(tmp_path, {"02_x": {"table3.multi task.step": {"value": 0.1, "tol": 0.03}}})
     assert refresh(results, exp) == 1
     assert yaml.safe_load(exp.read_text()) == {"02_x": {"table3.multi task.step": {"value": 0.61, "tol": 0.03}}}
+
+
+def test_committed_default_profile_results_match_expected():
+    """The committed results/ (default profile) and results/expected.yaml agree, number by number."""
+    from helpers.workspace import REPO
+
+    rows = check(REPO / "results", REPO / "results" / "expected.yaml")
+    assert len(rows) >= 20
+    bad = [f"{r['notebook']}: {r['path']} = {r['actual']} (expected {r['expected']})" for r in rows if not r["ok"]]
+    assert not bad, "\n".join(bad)

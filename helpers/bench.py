@@ -4,6 +4,8 @@ CLI::
 
     python -m helpers.bench [--data BEIR_DIR] [--retrievers bm25 minilm-l6 me5-small]
         [--n-docs N] [--n-queries N] [--out bench.json] [--seed S]
+    python -m helpers.bench --precision fp32 int8 --retrievers me5-small [--data DATASET_DIR]
+        [--tasks step table field] [--eval-split dev] [--max-seq-length N] [--out bench.json]
 
 Per retriever, in one process and one after the other:
 
@@ -22,6 +24,16 @@ Per retriever, in one process and one after the other:
 Without ``--data`` a deterministic (seeded) corpus of enterprise-workflow-like texts is generated.
 The embedding cache is off, so encoders are really timed. Numbers depend on the machine's load; they
 are for orders of magnitude, not for tests.
+
+``--precision fp32 int8`` compares encoding precisions of each dense retriever instead (see
+:func:`bench_precisions`): documents and queries per second of model time side by side, and, when
+``--data`` is a dataset folder (``beir/<task>/<split>``), recall at each task's k (Step@15, Table@5,
+Field@5) for every precision, the change against the first precision, and whether the issue #13 target
+holds (int8 at least ``TARGET_SPEEDUP`` times faster at encoding documents, losing no more than
+``TARGET_RECALL_DELTA`` recall on any task). To make the ratio robust to a shared, fluctuating CPU the
+precisions take turns on chunks of ``--chunk`` texts (ABBA order) rather than running one after the
+other; each unique text is encoded once per precision (a temporary embedding cache serves the
+evaluation afterwards).
 """
 
 from __future__ import annotations
@@ -32,13 +44,21 @@ import os
 import random
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from helpers.io import atomic_write_json
 
 DEFAULT_RETRIEVERS = ("bm25", "minilm-l6", "me5-small")
+
+# Issue #13's bar for adopting int8: encoding at least this much faster, recall no further than this
+# from fp32 on any task. Otherwise fp32 stays the default.
+TARGET_SPEEDUP = 2.5
+TARGET_RECALL_DELTA = 0.005
 
 _TABLES = ["sn_hr_core_case", "incident", "change_request", "sys_user", "sys_user_group", "cmn_department",
            "cmn_location", "core_company", "sc_req_item", "problem", "alm_asset", "cmdb_ci_server",
@@ -153,6 +173,187 @@ def bench_one(spec: str, corpus: dict, queries: dict, n_latency: int = 50, k: in
     return row
 
 
+def load_eval_tasks(data: str | os.PathLike, tasks: Sequence[str], split: str = "dev",
+                    max_queries: int | None = None, seed: int = 0) -> dict[str, tuple[dict, dict, dict]]:
+    """``{task: (corpus, queries, qrels)}`` from ``<data>/beir/<task>/<split>`` (or ``<data>/<task>/<split>``)."""
+    from helpers.beir import load_beir
+    from helpers.evaluate import sample_queries
+    from helpers.io import DataError
+    from helpers.tasks import validate_tasks
+
+    root = Path(data)
+    root = root / "beir" if (root / "beir").is_dir() else root
+    out = {}
+    for task in validate_tasks(list(tasks)):
+        folder = root / task / split
+        if not (folder / "corpus.jsonl").is_file():
+            raise DataError(f"no BEIR folder for task {task!r} split {split!r} (expected "
+                            f"<dataset>/beir/<task>/<split>/corpus.jsonl)", file=folder)
+        corpus, queries, qrels = load_beir(folder)
+        queries = sample_queries(queries, max_queries, seed)
+        out[task] = (corpus, queries, {q: qrels[q] for q in queries if q in qrels})
+    return out
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tuple[dict, dict, dict | None]],
+                     chunk: int = 128, batch_size: int = 64, max_seq_length: int | None = None,
+                     progress: bool = True) -> dict:
+    """Encoding speed and recall of one encoder at several precisions, measured side by side.
+
+    ``tasks`` maps a task name to ``(corpus, queries, qrels)``; with qrels ``None`` only speed is
+    measured. Each task uses the model's prompts for it (:func:`helpers.retrieval.prompt_names_for`).
+    Returns ``{"spec", "precisions": {p: {docs_per_s, queries_per_s, ...}}, "recall": {task: {p: r}},
+    "delta": {task: {p: r_p - r_first}}, "cosine_to_first": {p: {mean, min}}, "target": {...}}``.
+    """
+    from helpers.metrics import evaluate_run
+    from helpers.models import load_encoder
+    from helpers.quantize import check_precision
+    from helpers.retrieval import DenseRetriever, doc_text, prompt_names_for
+    from helpers.tasks import get_task
+
+    precisions = [check_precision(p) for p in dict.fromkeys(precisions)]
+    if spec == "bm25" or spec.startswith("hybrid:"):
+        raise ValueError(f"--precision compares dense encoders; {spec!r} is not one")
+    model = load_encoder(spec, max_seq_length=max_seq_length)
+    rows: dict[str, dict] = {p: {"load_s": 0.0, "doc_s": 0.0, "n_docs": 0, "query_s": 0.0, "n_queries": 0}
+                             for p in precisions}
+    with tempfile.TemporaryDirectory(prefix="bench-precision-") as cache:
+        retrievers = {}
+        for p in precisions:
+            t0 = time.perf_counter()
+            for task in tasks:
+                q_name, d_name = prompt_names_for(model, task if task in _task_names() else None)
+                retrievers[p, task] = DenseRetriever(model, query_prompt_name=q_name, doc_prompt_name=d_name,
+                                                     batch_size=batch_size, cache_dir=cache, show_progress=False,
+                                                     name=spec, precision=p)
+            rows[p]["load_s"] = time.perf_counter() - t0  # int8: export (first time) or load of the ONNX file
+        jobs = []
+        for task, (corpus, queries, _) in tasks.items():
+            docs = list(dict.fromkeys(doc_text(corpus[d]) for d in sorted(corpus)))
+            jobs += [(task, "document", c) for c in _chunks(docs, chunk)]
+            texts = list(dict.fromkeys(queries[q] for q in sorted(queries)))
+            jobs += [(task, "query", c) for c in _chunks(texts, chunk)]
+        from tqdm.auto import tqdm
+
+        # Per document chunk, each precision's model seconds: the ratio within a chunk compares two
+        # runs seconds apart, so its median over chunks shrugs off a burst of load on the machine.
+        chunk_s: dict[str, list[float]] = {p: [] for p in precisions}
+        for i, (task, side, texts) in enumerate(tqdm(jobs, desc=f"encode {spec}", disable=not progress)):
+            # ABBA: each precision goes first half of the time, so load drift hits both alike.
+            for p in (precisions if i % 2 == 0 else precisions[::-1]):
+                r = retrievers[p, task]
+                (r.encode_documents if side == "document" else r.encode_queries)(texts)
+                seconds, count = ("doc_s", "n_docs") if side == "document" else ("query_s", "n_queries")
+                rows[p][seconds] += r.last_encode["seconds"]
+                rows[p][count] += r.last_encode["n_encoded"]
+                if side == "document":
+                    chunk_s[p].append(r.last_encode["seconds"])
+        recall: dict[str, dict[str, float]] = {}
+        per_query: dict[str, dict[str, dict]] = {}
+        embeddings: dict[str, list[np.ndarray]] = {p: [] for p in precisions}
+        for task, (corpus, queries, qrels) in tasks.items():
+            for p in precisions:
+                r = retrievers[p, task].index(corpus)  # served by the cache filled above
+                embeddings[p].append(r.embeddings)
+                if qrels is None:
+                    continue
+                k = get_task(task).k
+                run = r.search(queries, k)
+                means, pq = evaluate_run(qrels, run, ks=(k,), metrics=("recall",))
+                recall.setdefault(task, {})[p] = means[f"recall@{k}"]
+                per_query.setdefault(task, {})[p] = {q: v[f"recall@{k}"] for q, v in pq.items()}
+    base = precisions[0]
+    for p, row in rows.items():
+        row["docs_per_s"] = row["n_docs"] / row["doc_s"] if row["doc_s"] > 0 else None
+        row["queries_per_s"] = row["n_queries"] / row["query_s"] if row["query_s"] > 0 else None
+        row["docs_speedup"] = (row["docs_per_s"] / rows[base]["docs_per_s"]
+                               if row["docs_per_s"] and rows[base]["docs_per_s"] else None)
+        row["queries_speedup"] = (row["queries_per_s"] / rows[base]["queries_per_s"]
+                                  if row["queries_per_s"] and rows[base]["queries_per_s"] else None)
+        ratios = [b / t for b, t in zip(chunk_s[base], chunk_s[p]) if b > 0 and t > 0]
+        row["docs_speedup_chunks"] = ({"median": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)),
+                                       "p75": float(np.percentile(ratios, 75)), "n_chunks": len(ratios)}
+                                      if ratios else None)
+    ref = np.concatenate(embeddings[base])
+    cosine = {}
+    for p in precisions:
+        c = (np.concatenate(embeddings[p]) * ref).sum(1)
+        cosine[p] = {"mean": float(c.mean()), "min": float(c.min()), "n_docs": int(len(c))}
+    delta = {t: {p: r[p] - r[base] for p in precisions} for t, r in recall.items()}
+    changed = {t: {p: sum(1 for q in pq[base] if abs(pq[p][q] - pq[base][q]) > 1e-12) for p in precisions}
+               for t, pq in per_query.items()}
+    target = {}
+    for p in precisions[1:]:
+        speed_ok = rows[p]["docs_speedup"] is not None and rows[p]["docs_speedup"] >= TARGET_SPEEDUP
+        # The bar is on what int8 costs: a task where it scores higher is not a failure, but the
+        # largest change either way is reported too, as a measure of faithfulness.
+        loss = max((-d[p] for d in delta.values()), default=None)
+        recall_ok = loss <= TARGET_RECALL_DELTA + 1e-12 if loss is not None else None
+        target[p] = {"speedup": rows[p]["docs_speedup"], "speedup_ok": speed_ok, "max_recall_loss": loss,
+                     "max_abs_recall_delta": max((abs(d[p]) for d in delta.values()), default=None),
+                     "recall_ok": recall_ok, "met": bool(speed_ok and recall_ok)}
+    return {"spec": spec, "max_seq_length": model.max_seq_length, "chunk": chunk, "batch_size": batch_size,
+            "precisions": rows, "recall": recall, "delta": delta, "queries_changed": changed,
+            "n_eval_queries": {t: len(q) for t, (_, q, qr) in tasks.items() if qr is not None},
+            "cosine_to_first": cosine,
+            "target": {"speedup": TARGET_SPEEDUP, "recall_delta": TARGET_RECALL_DELTA, "by_precision": target}}
+
+
+def _task_names() -> set[str]:
+    from helpers.tasks import TASKS
+
+    return set(TASKS)
+
+
+def format_precisions(res: dict) -> str:
+    """Side-by-side table of one :func:`bench_precisions` result."""
+    tasks = list(res["recall"])
+    labels = {t: _task_label(t) for t in tasks}
+    head = f"{'precision':<10}{'docs/s':>9}{'x':>7}{'queries/s':>11}{'x':>7}{'cos':>8}" + \
+        "".join(f"{labels[t]:>10}" for t in tasks)
+    lines = [f"{res['spec']} (max_seq_length {res['max_seq_length']}): model time only, precisions interleaved "
+             f"per {res['chunk']} texts", head]
+    base = next(iter(res["precisions"]))
+
+    def num(v, fmt):
+        return fmt.format(v) if v is not None else "-"
+
+    for p, row in res["precisions"].items():
+        lines.append(f"{p:<10}{num(row['docs_per_s'], '{:.1f}'):>9}{num(row['docs_speedup'], '{:.2f}'):>7}"
+                     f"{num(row['queries_per_s'], '{:.1f}'):>11}{num(row['queries_speedup'], '{:.2f}'):>7}"
+                     f"{res['cosine_to_first'][p]['mean']:>8.4f}"
+                     + "".join(f"{res['recall'][t][p]:>10.4f}" for t in tasks))
+    for p in list(res["precisions"])[1:]:
+        ch = res["precisions"][p].get("docs_speedup_chunks")
+        if ch:
+            lines.append(f"{p} docs speed-up per chunk of {res['chunk']}: median {ch['median']:.2f}x, "
+                         f"quartiles {ch['p25']:.2f}-{ch['p75']:.2f} over {ch['n_chunks']} chunks")
+        if tasks:
+            lines.append(f"{p + '-' + base:<52}" + "".join(f"{res['delta'][t][p]:>+10.4f}" for t in tasks))
+            lines.append(f"{'queries changed':<52}" + "".join(
+                f"{str(res['queries_changed'][t][p]) + '/' + str(res['n_eval_queries'][t]):>10}" for t in tasks))
+        tg = res["target"]["by_precision"][p]
+        if tg["recall_ok"] is None:
+            verdict = ("speed target met" if tg["speedup_ok"] else "speed target NOT met") + " (no recall measured)"
+        else:
+            why = [w for w, ok in (("too slow", tg["speedup_ok"]), ("loses too much recall", tg["recall_ok"])) if not ok]
+            verdict = "met" if tg["met"] else f"NOT met ({', '.join(why)}): keep {base}"
+            verdict += f"; largest change either way {tg['max_abs_recall_delta']:.4f}"
+        lines.append(f"target for {p} (>= {res['target']['speedup']}x docs/s, recall loss <= "
+                     f"{res['target']['recall_delta']} on every task): {verdict}")
+    return "\n".join(lines)
+
+
+def _task_label(task: str) -> str:
+    from helpers.tasks import TASKS
+
+    return TASKS[task].label if task in TASKS else task
+
+
 def format_rows(rows: list[dict]) -> str:
     cols = [("retriever", "{}", 12), ("load_s", "{:.2f}", 8), ("index_s", "{:.2f}", 9), ("docs_per_s", "{:.0f}", 11),
             ("query_p50_ms", "{:.2f}", 13), ("query_p95_ms", "{:.2f}", 13), ("batch_qps", "{:.0f}", 10),
@@ -178,7 +379,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write JSON here (atomically)")
+    p.add_argument("--precision", nargs="+", choices=["fp32", "int8"],
+                   help="compare encoding precisions of each dense retriever (first = reference), e.g. "
+                        "--precision fp32 int8; with --data DATASET also dev recall per task")
+    p.add_argument("--tasks", nargs="+", default=["step", "table", "field"], help="with --precision and --data")
+    p.add_argument("--eval-split", default="dev", help="with --precision and --data: beir/<task>/<split>")
+    p.add_argument("--max-queries", type=int, default=None, help="with --precision: seeded sample per task")
+    p.add_argument("--max-seq-length", type=int, default=None, help="with --precision: override the model's")
+    p.add_argument("--chunk", type=int, default=128, help="with --precision: texts per interleaved turn")
+    p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
+    if args.precision:
+        return _main_precision(args)
 
     if args.data:
         from helpers.beir import find_beir_folders, load_beir
@@ -213,6 +425,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_rows(rows))
     if args.out:
         atomic_write_json(args.out, {"meta": meta, "results": rows})
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _main_precision(args) -> int:
+    import torch
+
+    from helpers.io import DataError
+
+    specs = [s for s in args.retrievers if s != "bm25" and not s.startswith("hybrid:")]
+    if args.retrievers == list(DEFAULT_RETRIEVERS):
+        specs = ["me5-small"]  # the study's encoder, unless named otherwise
+    if not specs:
+        print("error: --precision needs a dense retriever in --retrievers (e.g. me5-small)", file=sys.stderr)
+        return 2
+    try:
+        if args.data:
+            tasks = load_eval_tasks(args.data, args.tasks, args.eval_split, args.max_queries, args.seed)
+            source = f"{args.data} ({args.eval_split}: {', '.join(tasks)})"
+        else:
+            corpus, queries = synth_corpus(args.n_docs or 2000, args.n_queries or 200, args.seed)
+            tasks = {"synthetic": (corpus, queries, None)}
+            source = f"synthetic(seed={args.seed}), no recall"
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    meta = {"data": source, "n_docs": sum(len(c) for c, _, _ in tasks.values()),
+            "n_queries": sum(len(q) for _, q, _ in tasks.values()), "precisions": list(args.precision),
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+            "load_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    results = []
+    for spec in specs:
+        print(f"benchmarking {spec} at {' vs '.join(args.precision)} ...", file=sys.stderr, flush=True)
+        results.append(bench_precisions(spec, args.precision, tasks, chunk=args.chunk, batch_size=args.batch_size,
+                                        max_seq_length=args.max_seq_length))
+    meta["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = (f", load average {meta['load_1min_before']:.1f} -> {meta['load_1min_after']:.1f}"
+            if meta["load_1min_before"] is not None else "")
+    print(f"{meta['data']}: {meta['n_docs']} docs, {meta['n_queries']} queries, torch threads "
+          f"{meta['torch_threads']}{load}")
+    for res in results:
+        print(format_precisions(res))
+    if args.out:
+        atomic_write_json(args.out, {"meta": meta, "precision": results})
         print(f"wrote {args.out}")
     return 0
 

@@ -16,6 +16,7 @@ Choices shared by every retriever:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io as _io
 import json
@@ -23,6 +24,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -278,6 +280,145 @@ def _model_label(model) -> str:
         return type(model).__name__
 
 
+def _module_config(module) -> dict:
+    get = getattr(module, "get_config_dict", None)
+    try:
+        config = get() if callable(get) else {}
+    except Exception:  # a custom module whose config cannot be read: its type still names it
+        config = {}
+    return {"type": type(module).__name__, "config": config}
+
+
+# Memo of tokenizer fingerprints: serializing a 250k-piece vocabulary costs ~0.1 s and the same
+# tokenizer object is fingerprinted for every index() call.
+_TOKENIZER_FP: "weakref.WeakKeyDictionary[object, tuple[int, str]]" = weakref.WeakKeyDictionary()
+
+
+def tokenizer_fingerprint(model) -> str | None:
+    """sha256 of the model's tokenizer (vocabulary, normalizer, pre-tokenizer, special tokens).
+
+    Truncation and padding settings are left out: sentence-transformers sets them per call, and
+    ``max_seq_length`` is part of the cache key on its own.
+    """
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        return None
+    size = len(tok) if hasattr(tok, "__len__") else -1
+    try:
+        memo = _TOKENIZER_FP.get(tok)
+    except TypeError:  # not weak-referenceable
+        memo = None
+    if memo is not None and memo[0] == size:
+        return memo[1]
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        payload = json.dumps(state, sort_keys=True, ensure_ascii=False)
+    else:
+        payload = json.dumps({"class": type(tok).__name__, "size": size,
+                              "vocab": sorted(tok.get_vocab().items()) if hasattr(tok, "get_vocab") else None})
+    fp = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    with contextlib.suppress(TypeError):
+        _TOKENIZER_FP[tok] = (size, fp)
+    return fp
+
+
+def encoder_signature(model, weights: str | None = None) -> dict:
+    """What determines a text's embedding besides the prompt and the precision.
+
+    Weights (sha256), tokenizer, ``max_seq_length`` and the module pipeline (pooling, normalisation,
+    ...). Not the model's name: the same weights under two labels share one cache. ``weights`` is
+    :func:`weights_fingerprint` when the caller already has it.
+    """
+    try:
+        modules = [_module_config(m) for m in model]
+    except TypeError:
+        modules = [{"type": type(model).__name__}]
+    return {"weights": weights or weights_fingerprint(model), "tokenizer": tokenizer_fingerprint(model),
+            "max_seq_length": getattr(model, "max_seq_length", None), "modules": modules}
+
+
+class EmbeddingCache:
+    """A folder of embeddings keyed by ``(space, text)``: each text is encoded once per space.
+
+    A *space* is everything an embedding depends on except the text: the encoder
+    (:func:`encoder_signature`), the precision, the side (query or document) and the prompt. Its key
+    is a sha256 prefix of those. Each batch of newly encoded texts is one shard, two files named
+    ``<space>-<shard>.npy`` (the vectors) and ``.json`` (the texts' sha256 in row order, and what the
+    space is), written atomically, the ``.json`` last: a shard without its ``.json`` does not exist.
+    Shards are never rewritten, so readers need no lock; two processes encoding the same texts at
+    once write equal shards under the same name.
+
+    Shards are read once per process and kept in memory (``_spaces``), so a translated split whose
+    corpus is the English one, or an OOD split that shares tables with another, is served from the
+    vectors already read. Unreadable shards are reported and ignored (their texts are re-encoded).
+    """
+
+    FORMAT = 2
+    _spaces: dict[tuple[str, str], dict] = {}
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def text_key(text: str) -> bytes:
+        return hashlib.sha256(text.encode("utf-8")).digest()
+
+    @staticmethod
+    def space_key(description: Mapping) -> str:
+        payload = json.dumps({"format": EmbeddingCache.FORMAT, **description}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def _space(self, space: str) -> dict:
+        state = self._spaces.setdefault((str(self.folder.resolve()), space), {"shards": set(), "rows": {}})
+        if not self.folder.is_dir():
+            return state
+        for meta_path in sorted(self.folder.glob(f"{space}-*.json")):
+            if meta_path.name in state["shards"]:
+                continue
+            state["shards"].add(meta_path.name)
+            npy = meta_path.with_suffix(".npy")
+            try:
+                info = json.loads(meta_path.read_text("utf-8"))
+                vectors = np.load(npy, allow_pickle=False)
+                keys = [bytes.fromhex(h) for h in info["text_sha256"]]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                logger.warning("ignoring unreadable embedding cache shard %s: %s", npy, e)
+                continue
+            if vectors.ndim != 2 or vectors.shape[0] != len(keys) or vectors.dtype != np.float32:
+                logger.warning("ignoring embedding cache shard %s: %s %s array for %d texts", npy, vectors.dtype,
+                               vectors.shape, len(keys))
+                continue
+            for i, k in enumerate(keys):
+                state["rows"].setdefault(k, vectors[i])  # first shard in name order wins: deterministic
+        return state
+
+    def get(self, space: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        rows = self._space(space)["rows"]
+        return {k: rows[k] for k in keys if k in rows}
+
+    def put(self, space: str, keys: Sequence[bytes], vectors: np.ndarray, description: Mapping,
+            persist: bool = True) -> None:
+        """Add vectors; ``persist=False`` keeps them in this process only (tiny query batches)."""
+        state = self._space(space)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        for k, v in zip(keys, vectors):
+            state["rows"].setdefault(k, v)
+        if not persist or not len(keys):
+            return
+        shard = hashlib.sha256(b"".join(sorted(keys))).hexdigest()[:16]
+        base = self.folder / f"{space}-{shard}"
+        buf = _io.BytesIO()
+        np.save(buf, vectors)
+        atomic_write_bytes(base.with_suffix(".npy"), buf.getvalue())
+        atomic_write_json(base.with_suffix(".json"), {
+            "format": self.FORMAT, "space": dict(description), "n": len(keys), "dim": int(vectors.shape[1]),
+            "text_sha256": [k.hex() for k in keys]}, indent=None)
+        state["shards"].add(base.with_suffix(".json").name)
+
+
 class DenseRetriever(Retriever):
     """Bi-encoder retrieval with a SentenceTransformer: cosine similarity, exact top-k.
 
@@ -287,18 +428,30 @@ class DenseRetriever(Retriever):
     sentence-transformers would pick: ``"query"``; ``"document"``/``"passage"``/``"corpus"``; the
     default prompt) and passed explicitly, so what ``identity()`` records is what was encoded.
 
-    Corpus embeddings are cached in ``cache_dir`` (default ``$CASE_STUDY_EMBEDDING_CACHE``; no cache when
-    neither is set) as ``<key>.npy`` + ``<key>.json``, written atomically. The key hashes the model
-    (name/path, sha256 of its weights, max_seq_length), the document prompt and the corpus
-    (:func:`corpus_fingerprint`), so a changed model, prompt or corpus never reuses stale vectors.
+    ``precision="int8"`` encodes with :func:`helpers.quantize.int8_model`: the same tokenizer, prompts
+    and pooling, the transformer as an int8 ONNX graph (exported once, cached next to the model).
+    Search is the same fp32 cosine either way.
+
+    Embeddings of documents and queries are cached per text in ``cache_dir`` (default
+    ``$CASE_STUDY_EMBEDDING_CACHE``; no cache when neither is set; see :class:`EmbeddingCache`), keyed
+    by the encoder's weights, tokenizer, ``max_seq_length`` and modules, the precision, the side and
+    the prompt, so a changed model or prompt never reuses stale vectors while every unique text is
+    encoded once per study whichever corpus it appears in. Query batches of fewer than
+    ``min_query_shard`` new texts are cached in memory only, so single-query searches do not litter
+    the folder. Within one call, repeated texts are encoded once.
     """
 
     name = "dense"
+    min_query_shard = 16
 
     def __init__(self, model_or_name, query_prompt_name: str | None = None, doc_prompt_name: str | None = None,
                  query_prompt: str | None = None, doc_prompt: str | None = None, batch_size: int = 64,
-                 cache_dir: str | os.PathLike | None = None, show_progress: bool = True, name: str | None = None):
+                 cache_dir: str | os.PathLike | None = None, show_progress: bool = True, name: str | None = None,
+                 precision: str = "fp32"):
         super().__init__()
+        from helpers.quantize import check_precision
+
+        self.precision = check_precision(precision)
         if isinstance(model_or_name, (str, os.PathLike)):
             from helpers.models import load_encoder
 
@@ -321,7 +474,14 @@ class DenseRetriever(Retriever):
         self.show_progress = show_progress
         self.cache_hit = False
         self.n_encoded_docs = 0
+        self.n_cached_docs = 0
         self.embeddings: np.ndarray | None = None
+        self.last_encode: dict = {}
+        self._signature: dict | None = None
+        self._weights_fp: str | None = None
+        self._int8 = None
+        if self.precision == "int8":
+            self.encoder  # export or load now: a broken export fails at construction, not mid-study
 
     def _resolve(self, prompt, prompt_name, defaults) -> str:
         prompts = getattr(self.model, "prompts", None) or {}
@@ -335,6 +495,25 @@ class DenseRetriever(Retriever):
         default = getattr(self.model, "default_prompt_name", None)
         return prompts.get(default, "") if default else ""
 
+    @property
+    def encoder(self):
+        """The model that encodes: ``self.model`` (fp32) or its int8 view, rebuilt if the weights changed."""
+        if self.precision == "fp32":
+            return self.model
+        from helpers.quantize import int8_model
+
+        fp = self._weights()
+        if self._int8 is None or self._int8[0] != fp:
+            self._int8 = (fp, int8_model(self.model, fingerprint=fp))
+        return self._int8[1]
+
+    def _weights(self) -> str:
+        # Fingerprinted once per index() (0.2-1 s for me5-small), not per search: queries are
+        # encoded with the model as it was when the corpus was indexed.
+        if self._weights_fp is None:
+            self._weights_fp = weights_fingerprint(self.model)
+        return self._weights_fp
+
     def model_identity(self) -> dict:
         """Name, encoder_identity (when helpers.models provides it), max_seq_length."""
         ident = {"name_or_path": self.model_name, "max_seq_length": getattr(self.model, "max_seq_length", None)}
@@ -347,72 +526,83 @@ class DenseRetriever(Retriever):
         return ident
 
     def identity(self) -> dict:
-        return {"type": "DenseRetriever", "name": self.name, "model": self.model_identity(),
-                "query_prompt_name": self.query_prompt_name, "doc_prompt_name": self.doc_prompt_name,
-                "query_prompt": self.query_prompt, "doc_prompt": self.doc_prompt, "similarity": "cosine"}
+        ident = {"type": "DenseRetriever", "name": self.name, "model": self.model_identity(),
+                 "query_prompt_name": self.query_prompt_name, "doc_prompt_name": self.doc_prompt_name,
+                 "query_prompt": self.query_prompt, "doc_prompt": self.doc_prompt, "similarity": "cosine",
+                 "precision": self.precision}
+        if self.precision == "int8":
+            from helpers.quantize import SCHEME
 
-    def cache_key(self, corpus: Corpus) -> str:
-        parts = {"name_or_path": self.model_name, "weights": weights_fingerprint(self.model),
-                 "max_seq_length": getattr(self.model, "max_seq_length", None), "doc_prompt": self.doc_prompt,
-                 "normalized": True, "corpus": corpus_fingerprint(corpus)}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+            ident["int8"] = dict(SCHEME)
+        return ident
 
-    def _encode_docs(self, texts: list[str]) -> np.ndarray:
-        emb = self.model.encode_document(texts, prompt=self.doc_prompt, batch_size=self.batch_size,
-                                         show_progress_bar=self.show_progress, normalize_embeddings=True,
-                                         convert_to_numpy=True)
-        self.n_encoded_docs += len(texts)
-        return np.ascontiguousarray(emb, dtype=np.float32)
+    def space(self, side: str, prompt: str) -> tuple[str, dict]:
+        """``(key, description)`` of the cache space for one side and prompt with the current model."""
+        from helpers.quantize import SCHEME_VERSION
+
+        if self._signature is None:
+            self._signature = encoder_signature(self.model, self._weights())
+        description = {"encoder": self._signature, "precision": self.precision, "side": side, "prompt": prompt,
+                       "normalized": True, "label": None}
+        if self.precision == "int8":
+            description["int8_scheme"] = SCHEME_VERSION
+        key = EmbeddingCache.space_key(description)
+        # The label is for people reading the folder; it is not part of the key.
+        return key, dict(description, label=self.model_name)
+
+    def _embed(self, texts: list[str], side: str) -> tuple[np.ndarray, int]:
+        """Normalised embeddings of ``texts`` (rows in order) and how many of them were encoded now."""
+        prompt = self.doc_prompt if side == "document" else self.query_prompt
+        unique = list(dict.fromkeys(texts))
+        found: dict[str, np.ndarray] = {}
+        cache = space = None
+        if self.cache_dir is not None:
+            cache = EmbeddingCache(self.cache_dir)
+            space, description = self.space(side, prompt)
+            keys = {t: EmbeddingCache.text_key(t) for t in unique}
+            hits = cache.get(space, list(keys.values()))
+            found = {t: hits[keys[t]] for t in unique if keys[t] in hits}
+        missing = [t for t in unique if t not in found]
+        seconds = 0.0
+        if missing:
+            encoder = self.encoder
+            encode = encoder.encode_document if side == "document" else encoder.encode_query
+            show = self.show_progress and (side == "document" or len(missing) > self.batch_size)
+            t0 = time.perf_counter()
+            emb = np.ascontiguousarray(encode(missing, prompt=prompt, batch_size=self.batch_size,
+                                              show_progress_bar=show, normalize_embeddings=True,
+                                              convert_to_numpy=True), dtype=np.float32)
+            seconds = time.perf_counter() - t0
+            found.update(zip(missing, emb))
+            if cache is not None:
+                cache.put(space, [keys[t] for t in missing], emb, description,
+                          persist=side == "document" or len(missing) >= self.min_query_shard)
+        # Model time only (no cache I/O): what helpers.bench divides by.
+        self.last_encode = {"side": side, "n_texts": len(texts), "n_encoded": len(missing), "seconds": seconds}
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32), 0
+        return np.ascontiguousarray(np.stack([found[t] for t in texts]), dtype=np.float32), len(missing)
 
     def _index(self, corpus: Corpus) -> None:
-        self.cache_hit = False
         texts = [doc_text(corpus[d]) for d in self.doc_ids]
         t0 = time.perf_counter()
-        if self.cache_dir is None:
-            self.embeddings = self._encode_docs(texts)
-        else:
-            key = self.cache_key(corpus)
-            npy, meta = self.cache_dir / f"{key}.npy", self.cache_dir / f"{key}.json"
-            self.embeddings = self._load_cache(npy, meta)
-            if self.embeddings is None:
-                emb = self._encode_docs(texts)
-                # The cache stores vectors in sorted-id order, independent of the corpus dict order.
-                order = sorted(range(len(self.doc_ids)), key=self.doc_ids.__getitem__)
-                buf = _io.BytesIO()
-                np.save(buf, emb[order])
-                atomic_write_bytes(npy, buf.getvalue())
-                atomic_write_json(meta, {"model": self.model_name, "doc_prompt": self.doc_prompt,
-                                         "n_docs": len(texts), "dim": int(emb.shape[1]),
-                                         "ids_sha256": hashlib.sha256("\n".join(sorted(self.doc_ids)).encode()).hexdigest()})
-                self.embeddings = emb
-            else:
-                self.cache_hit = True
+        self._signature = self._weights_fp = None  # weights or max_seq_length may have changed
+        self.embeddings, n_new = self._embed(texts, "document")
+        self.n_encoded_docs += n_new
+        n_unique = len(set(texts))
+        self.n_cached_docs = n_unique - n_new
+        self.cache_hit = self.cache_dir is not None and n_new == 0
         self.timings["encode_seconds"] = time.perf_counter() - t0
         self.timings["cache_hit"] = self.cache_hit
-
-    def _load_cache(self, npy: Path, meta: Path) -> np.ndarray | None:
-        if not (npy.is_file() and meta.is_file()):
-            return None
-        try:
-            info = json.loads(meta.read_text("utf-8"))
-            emb = np.load(npy)
-        except (OSError, ValueError) as e:
-            logger.warning("ignoring unreadable embedding cache %s: %s", npy, e)
-            return None
-        if emb.ndim != 2 or emb.shape[0] != len(self.doc_ids) or info.get("n_docs") != len(self.doc_ids):
-            logger.warning("ignoring embedding cache %s: shape %s does not fit %d documents", npy, emb.shape,
-                           len(self.doc_ids))
-            return None
-        # Back from sorted-id order to this corpus's order.
-        sorted_pos = self._id_rank
-        logger.info("embedding cache hit: %s", npy.name)
-        return np.ascontiguousarray(emb[sorted_pos], dtype=np.float32)
+        self.timings["n_encoded_docs"], self.timings["n_cached_docs"] = n_new, self.n_cached_docs
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        emb = self.model.encode_query(texts, prompt=self.query_prompt, batch_size=self.batch_size,
-                                      show_progress_bar=self.show_progress and len(texts) > self.batch_size,
-                                      normalize_embeddings=True, convert_to_numpy=True)
-        return np.ascontiguousarray(emb, dtype=np.float32)
+        """Normalised query embeddings (rows in order), through the cache like the corpus."""
+        return self._embed(list(texts), "query")[0]
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        """Normalised document embeddings (rows in order) without indexing them: cache warm-up, benchmarks."""
+        return self._embed(list(texts), "document")[0]
 
     def _search(self, queries: Queries, k: int) -> Run:
         qids = list(queries)

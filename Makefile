@@ -6,6 +6,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= cpu
+# more options for `make reproduce`, e.g. ARGS="--only '00_*' --out build/check"
+ARGS    ?=
 PYTHON  ?= python3
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -23,7 +25,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 reproduce: setup
-	$(PY) -m helpers.reproduce --profile $(PROFILE)
+	$(PY) -m helpers.reproduce --profile $(PROFILE) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

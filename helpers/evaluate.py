@@ -3,12 +3,16 @@
 CLI::
 
     python -m helpers.evaluate --retriever {bm25, minilm-l6, me5-small, PATH, hybrid:A+B} --data BEIR_DIR
-        [--split test] [--k 1 5 10 15] [--task TASK] [--query-prompt TEXT] [--doc-prompt TEXT]
-        [--out results.json] [--max-queries N] [--seed S] [--cache-dir DIR] [--batch-size N]
+        [--splits GLOB ...] [--split test] [--k 1 5 10 15] [--task TASK] [--query-prompt TEXT]
+        [--doc-prompt TEXT] [--out results.json [--overwrite]] [--max-queries N] [--seed S]
+        [--cache-dir DIR] [--batch-size N]
 
 ``--data`` is either a BEIR folder (it holds ``corpus.jsonl``) or a directory searched recursively
-for BEIR folders; then each is evaluated and the mean over folders weighted by the number of
-evaluated queries is reported too (the paper's weighted average over OOD splits).
+for BEIR folders; then each is evaluated (``--splits`` globs pick folders by name, e.g. ``'ood*'``)
+and, per group of folders, the mean weighted by the number of evaluated queries is reported (the
+paper's weighted average over OOD splits). Groups never mix kinds of split: ``train``, ``dev``,
+translations (``dev-xx``) and OOD (``oodNN``) folders each get their own mean, per parent folder
+(so per task under a dataset's ``beir/``); folders with other names form one group.
 
 Python API, used by the notebooks: :func:`make_retriever`, :func:`evaluate_retriever`,
 :func:`evaluate_folder`, :func:`evaluate_path`, :func:`format_table`.
@@ -25,8 +29,11 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import fnmatch
+import re
+
 from helpers.beir import find_beir_folders, load_beir
-from helpers.io import DataError, atomic_write_json
+from helpers.io import DataError, atomic_write_json, check_output_file
 from helpers.metrics import DEFAULT_KS, METRICS, evaluate_run, weighted_mean
 from helpers.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, prompt_names_for
 
@@ -48,8 +55,10 @@ def _registered_encoders() -> list[str]:
 
 def make_retriever(spec: str, task: str | None = None, cache_dir: str | os.PathLike | None = None,
                    query_prompt: str | None = None, doc_prompt: str | None = None, batch_size: int = 64,
-                   show_progress: bool = True) -> Retriever:
+                   show_progress: bool = True, precision: str = "fp32") -> Retriever:
     """Build a retriever from a spec string (see :data:`SPEC_HELP`).
+
+    ``precision`` ("fp32" or "int8") applies to dense retrievers (:mod:`helpers.quantize`).
 
     For dense retrievers ``task`` picks the model's ``<task>_query`` / ``<task>_document`` prompts
     when it has them (:func:`helpers.retrieval.prompt_names_for`); explicit prompt strings win.
@@ -65,7 +74,7 @@ def make_retriever(spec: str, task: str | None = None, cache_dir: str | os.PathL
         if any(p.strip().startswith("hybrid:") for p in parts):
             raise ValueError(f"bad hybrid spec {spec!r}: hybrids do not nest")
         return HybridRetriever([make_retriever(p, task, cache_dir, query_prompt, doc_prompt, batch_size,
-                                               show_progress) for p in parts])
+                                               show_progress, precision) for p in parts])
     if spec == "bm25":
         return BM25Retriever()
     from helpers.models import _HUB_ID, load_encoder
@@ -76,12 +85,33 @@ def make_retriever(spec: str, task: str | None = None, cache_dir: str | os.PathL
                          f"(registered encoders: {', '.join(_registered_encoders())})")
 
     model = load_encoder(spec)
+    _check_task(model, spec, task)
     q_name, d_name = prompt_names_for(model, task)
     if task and q_name != f"{task}_query":
         logger.info("%s has no prompts for task %r; using %s/%s", spec, task, q_name, d_name)
     return DenseRetriever(model, query_prompt_name=q_name, doc_prompt_name=d_name, query_prompt=query_prompt,
                           doc_prompt=doc_prompt, batch_size=batch_size, cache_dir=cache_dir,
-                          show_progress=show_progress, name=spec)
+                          show_progress=show_progress, name=spec, precision=precision)
+
+
+def _check_task(model, spec: str, task: str | None) -> None:
+    """A task a fine-tuned model has no prompts for is an error, not a silent fall-back to generic ones."""
+    if not task:
+        return
+    prompts = getattr(model, "prompts", None) or {}
+    trained = sorted(k[: -len("_query")] for k in prompts if k.endswith("_query"))
+    if trained and task not in trained:
+        raise ValueError(f"--task {task!r}: {spec} has no prompts for this task; it has prompts for: "
+                         f"{', '.join(trained)}")
+    if not trained:
+        _check_known_task(task)
+
+
+def _check_known_task(task: str | None) -> None:
+    from helpers.tasks import TASKS
+
+    if task and task not in TASKS:
+        raise ValueError(f"--task: unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
 def evaluate_retriever(retriever: Retriever, corpus: dict, queries: dict, qrels: dict,
@@ -123,29 +153,83 @@ def evaluate_folder(retriever: Retriever, folder: str | os.PathLike, split: str 
     return result
 
 
-def evaluate_path(retriever: Retriever, data: str | os.PathLike, split: str = "test",
-                  ks: Iterable[int] = DEFAULT_KS, max_queries: int | None = None, seed: int = 0) -> dict:
-    """Evaluate a BEIR folder, or every BEIR folder under a directory plus their weighted mean.
+def split_group(name: str) -> str:
+    """The group a BEIR folder's mean is taken in, from its path relative to ``--data``.
 
-    For a directory: ``{"folders": {relative_name: result}, "weighted_mean": {...}, "weights": {...}}``
-    with weights = number of evaluated queries per folder.
+    ``train``, ``dev``, ``dev-xx`` (translations) and ``oodNN`` folders are kinds that must never
+    share a mean; each kind is grouped per parent folder (``field/ood``). Other names share one
+    group, ``other``: a user's directory of comparable folders.
     """
+    parent, _, last = name.rpartition("/")
+    if last == "train":
+        kind = "train"
+    elif last in ("dev", "test"):
+        kind = "dev"
+    elif re.fullmatch(r"dev-[A-Za-z_]{2,8}", last):
+        kind = "translations"
+    elif re.fullmatch(r"ood\d+", last):
+        kind = "ood"
+    else:
+        return "other"
+    return f"{parent}/{kind}" if parent else kind
+
+
+def select_folders(data: Path, folders: list[Path], splits: Sequence[str] | None) -> list[Path]:
+    """Folders whose name (relative to ``data``) or last component matches one of the ``splits`` globs."""
+    if not splits:
+        return folders
+    chosen = [f for f in folders
+              if any(fnmatch.fnmatchcase(f.name, g) or fnmatch.fnmatchcase(f.relative_to(data).as_posix(), g)
+                     for g in splits)]
+    if not chosen:
+        names = ", ".join(f.relative_to(data).as_posix() for f in folders[:12])
+        raise DataError(f"no BEIR folder matches --splits {' '.join(splits)}; found: {names}"
+                        f"{' ...' if len(folders) > 12 else ''}", file=data)
+    return chosen
+
+
+def evaluate_path(retriever: Retriever, data: str | os.PathLike, split: str = "test",
+                  ks: Iterable[int] = DEFAULT_KS, max_queries: int | None = None, seed: int = 0,
+                  splits: Sequence[str] | None = None, progress: bool = False) -> dict:
+    """Evaluate a BEIR folder, or every BEIR folder under a directory with a weighted mean per group.
+
+    For a directory: ``{"folders": {relative_name: result}, "groups": {group: {"folders", "weights",
+    "weighted_mean", "n_queries"}}}`` with weights = number of evaluated queries per folder and groups
+    as :func:`split_group` makes them; ``splits`` (globs) restricts the folders. With a single
+    group, its ``weighted_mean`` and ``weights`` are repeated at the top level. ``progress`` shows a
+    bar that names the folder being evaluated.
+    """
+    from tqdm.auto import tqdm
+
     data = Path(data)
     if (data / "corpus.jsonl").is_file():
         return evaluate_folder(retriever, data, split, ks, max_queries, seed)
     folders = find_beir_folders(data)
     if not folders:
         raise DataError("no BEIR folder (a folder holding corpus.jsonl) found", file=data)
+    folders = select_folders(data, folders, splits)
     results = {}
-    for folder in folders:
+    bar = tqdm(folders, desc="evaluate", unit="folder", disable=not progress)
+    for folder in bar:
         name = folder.relative_to(data).as_posix()
+        bar.set_description(f"evaluate {name}")
         logger.info("evaluating %s", name)
         results[name] = evaluate_folder(retriever, folder, split, ks, max_queries, seed)
-    weights = {name: r["n_queries"] for name, r in results.items()}
-    return {"data": str(data), "split": split, "ks": sorted({int(k) for k in ks}),
-            "retriever": retriever.identity(), "folders": results, "weights": weights,
-            "weighted_mean": weighted_mean({n: r["metrics"] for n, r in results.items()}, weights),
-            "n_queries": sum(weights.values())}
+    groups: dict[str, dict] = {}
+    for name, r in results.items():
+        g = groups.setdefault(split_group(name), {"folders": [], "weights": {}})
+        g["folders"].append(name)
+        g["weights"][name] = r["n_queries"]
+    for g in groups.values():
+        g["weighted_mean"] = weighted_mean({n: results[n]["metrics"] for n in g["folders"]}, g["weights"])
+        g["n_queries"] = sum(g["weights"].values())
+    out = {"data": str(data), "split": split, "splits": list(splits) if splits else None,
+           "ks": sorted({int(k) for k in ks}), "retriever": retriever.identity(), "folders": results,
+           "groups": groups, "n_queries": sum(r["n_queries"] for r in results.values())}
+    if len(groups) == 1:
+        only = next(iter(groups.values()))
+        out.update(weights=only["weights"], weighted_mean=only["weighted_mean"])
+    return out
 
 
 def format_table(means: dict, ks: Iterable[int], metrics: Sequence[str] = METRICS, title: str = "") -> str:
@@ -163,17 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--retriever", required=True, help=SPEC_HELP)
     p.add_argument("--data", required=True, help="a BEIR folder, or a directory searched for BEIR folders")
+    p.add_argument("--splits", nargs="+", metavar="GLOB",
+                   help="in a directory, evaluate only folders whose name matches, e.g. dev 'ood*'")
     p.add_argument("--split", default="test", help="qrels split (qrels/<split>.tsv); default test")
     p.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS), help="cutoffs; default 1 5 10 15")
     p.add_argument("--task", help="task name selecting the model's <task>_query/<task>_document prompts")
     p.add_argument("--query-prompt", help="explicit query prompt text (overrides prompt names)")
     p.add_argument("--doc-prompt", help="explicit document prompt text (overrides prompt names)")
     p.add_argument("--out", help="write results as JSON here (atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file this tool did not write")
     p.add_argument("--max-queries", type=int, help="evaluate a seeded sample of at most N queries per folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the query sample; default 0")
     p.add_argument("--cache-dir", help="corpus embedding cache (default $CASE_STUDY_EMBEDDING_CACHE, else none)")
     p.add_argument("--batch-size", type=int, default=64, help="encoding batch size; default 64")
     p.add_argument("--no-progress", action="store_true", help="hide encoding progress bars")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="dense encoding: fp32 (default) or int8 ONNX (about 3x faster, see helpers/quantize.py)")
     return p
 
 
@@ -181,24 +270,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Every input is checked before the (possibly long) evaluation starts.
     if any(k < 1 for k in args.k):
         print(f"error: --k values must be >= 1, got {args.k}", file=sys.stderr)
         return 2
-    if args.max_queries is not None and args.max_queries < 1:
-        print("error: --max-queries must be >= 1", file=sys.stderr)
-        return 2
+    for flag, value in (("--max-queries", args.max_queries), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            print(f"error: {flag} must be >= 1, got {value}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     try:
+        if args.out:
+            check_output_file(args.out, overwrite=args.overwrite, creator=CREATOR)
+        if not Path(args.data).exists():
+            raise DataError("folder not found (--data)", file=args.data)
+        if args.splits and (Path(args.data) / "corpus.jsonl").is_file():
+            raise DataError("--splits selects folders inside a directory, but --data is one BEIR folder",
+                            file=args.data)
+        if all(p.strip() == "bm25" for p in _spec_parts(args.retriever)):
+            _check_known_task(args.task)  # dense parts check the task against the model's prompts
         retriever = make_retriever(args.retriever, task=args.task, cache_dir=args.cache_dir,
                                    query_prompt=args.query_prompt, doc_prompt=args.doc_prompt,
-                                   batch_size=args.batch_size, show_progress=not args.no_progress)
-        result = evaluate_path(retriever, args.data, args.split, args.k, args.max_queries, args.seed)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except ValueError as e:
+                                   batch_size=args.batch_size, show_progress=not args.no_progress,
+                                   precision=args.precision)
+        result = evaluate_path(retriever, args.data, args.split, args.k, args.max_queries, args.seed,
+                               splits=args.splits, progress=not args.no_progress)
+    except (ValueError, OSError) as e:  # DataError included: it names the file, line and field
         print(f"error: {e}", file=sys.stderr)
         return 2
+    result["created_by"] = CREATOR
     result["args"] = vars(args)
     result["wall_seconds"] = time.perf_counter() - t0
 
@@ -207,8 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, r in result["folders"].items():
             print(format_table(r["metrics"], ks, title=f"{name}  ({r['n_queries']} queries, {r['n_docs']} docs)"))
             print()
-        print(format_table(result["weighted_mean"], ks,
-                           title=f"weighted mean over {len(result['folders'])} folders ({result['n_queries']} queries)"))
+        for group, g in result["groups"].items():
+            print(format_table(g["weighted_mean"], ks,
+                               title=f"{group}: weighted mean over {len(g['folders'])} folder(s) "
+                                     f"({g['n_queries']} queries): {', '.join(g['folders'])}"))
+            print()
     else:
         sk = result["skipped"]
         print(format_table(result["metrics"], ks, title=f"{args.data} [{args.split}]  {result['retriever']['name']}: "
@@ -216,9 +319,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"(skipped: {sk['no_qrels']} without qrels, {sk['no_relevant']} without relevant, "
                            f"{sk['not_sampled']} not sampled)"))
     if args.out:
-        atomic_write_json(args.out, result)
+        try:
+            atomic_write_json(args.out, result)
+        except OSError as e:
+            print(f"error: {args.out}: could not write results ({e.strerror})", file=sys.stderr)
+            return 2
         print(f"\nwrote {args.out}")
     return 0
+
+
+CREATOR = "helpers.evaluate"
+
+
+def _spec_parts(spec: str) -> list[str]:
+    spec = (spec or "").strip()
+    return spec[len("hybrid:"):].split("+") if spec.startswith("hybrid:") else [spec]
 
 
 if __name__ == "__main__":

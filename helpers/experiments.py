@@ -187,7 +187,9 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     if (not retrain and log_path.is_file() and (model_dir / "config.json").is_file() and marker.is_file()
             and marker.read_text().strip() == key):
         return model_dir, json.loads(log_path.read_text(encoding="utf-8"))
+    # overwrite: runs/<profile>/<config>-seed<seed> is this function's own folder, and runs trained
+    # before train() left marker files must still be replaced when their data or config changed.
     res = train(cfg_path, profile=profile, out_dir=out, data_dir=data_dir, seed=seed,
-                show_progress=show_progress, evaluate=False)
+                show_progress=show_progress, evaluate=False, overwrite=True)
     atomic_write_text(marker, key + "\n")
     return Path(res.model_path), res.log

@@ -77,6 +77,11 @@ REGISTRY: dict[str, dict[str, Any]] = {
     },
 }
 
+try:
+    from safetensors import SafetensorError as _SafetensorError
+except ImportError:  # pragma: no cover - older safetensors
+    _SafetensorError = OSError
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
@@ -399,6 +404,37 @@ def me5_small_path(cache_dir: str | os.PathLike | None = None, *, progress: bool
 # loading
 # --------------------------------------------------------------------------------------------
 
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raise :class:`DataError` naming ``path`` if it is not a complete safetensors file.
+
+    Reads the header only: an 8-byte length, that many bytes of JSON, then tensor data whose offsets
+    must end exactly at the end of the file. The safetensors loader itself reports a truncated or
+    garbled file with a bare traceback that names no file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise DataError(f"corrupt safetensors file: {size} bytes, too short for a header", file=path)
+        n = struct.unpack("<Q", head)[0]
+        if n > size - 8:
+            raise DataError(f"corrupt safetensors file: header length {n} runs past the end of the file "
+                            f"({size} bytes); truncated or not a safetensors file", file=path)
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise DataError("corrupt safetensors file: the header is not valid JSON", file=path) from None
+    try:
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        raise DataError("corrupt safetensors file: a tensor entry has no valid data_offsets", file=path) from None
+    need = 8 + n + max(ends, default=0)
+    if need != size:
+        raise DataError(f"corrupt safetensors file: its tensors need {need} bytes, the file has {size}"
+                        f"{' (truncated)' if need > size else ''}", file=path)
+
+
 def _looks_like_model_dir(path: Path) -> bool:
     return path.is_dir() and any((path / n).is_file() for n in ("modules.json", "config.json"))
 
@@ -429,9 +465,12 @@ def load_encoder(name_or_path: str, *, cache_dir: str | os.PathLike | None = Non
         raise ValueError(f"unknown encoder {name!r}: not a registered name, an existing folder or a "
                          f"Hub id (owner/name). Registered names: {', '.join(REGISTRY)}")
 
+    if isinstance(path, Path):
+        for weights in sorted(path.rglob("*.safetensors")):
+            check_safetensors(weights)
     try:
         model = SentenceTransformer(str(path), device=device)
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RuntimeError, json.JSONDecodeError, _SafetensorError) as e:
         if isinstance(path, Path):
             raise DataError(f"could not load model folder: {type(e).__name__}: {e}", file=path) from e
         raise OSError(f"could not load {name!r} from the Hugging Face Hub ({e}); offline runs "

@@ -59,8 +59,10 @@ DEFAULT_PROFILE = "cpu"
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """Return the named profile (default: ``$CASE_STUDY_PROFILE`` or ``cpu``), with overrides."""
+    from_env = not name and bool(os.environ.get("CASE_STUDY_PROFILE"))
     name = name or os.environ.get("CASE_STUDY_PROFILE") or DEFAULT_PROFILE
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+        where = " (from $CASE_STUDY_PROFILE)" if from_env else ""
+        raise ValueError(f"unknown profile {name!r}{where}; choose one of: {', '.join(PROFILES)}")
     prof = PROFILES[name]
     return replace(prof, **overrides) if overrides else prof

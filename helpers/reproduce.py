@@ -4,15 +4,25 @@
 notebooks carry the default profile's outputs and plots, and writes ``results/<notebook>.json``.
 Other profiles write executed copies to ``--out`` (default ``build/notebooks-<profile>/``) and their
 results next to them, leaving the committed notebooks untouched.
+
+A notebook executed in place is cleaned before it is kept (:func:`clean_notebook`): papermill's
+``injected-parameters`` cell is removed (its values folded into the ``parameters`` cell) and paths
+of this machine are made relative, so "Run All" in JupyterLab on any clone runs the notebook as
+committed and writes into that clone's ``results/``. ``python -m helpers.reproduce --clean NB...``
+cleans notebooks without running them.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
+from helpers.io import atomic_write_text
 from helpers.workspace import REPO
 
 
@@ -20,36 +30,162 @@ def notebooks(pattern: str = "[0-9][0-9]_*.ipynb") -> list[Path]:
     return sorted((REPO / "notebooks").glob(pattern))
 
 
-def run_notebook(nb: Path, out: Path, profile: str, results_dir: Path, seed: int = 0,
-                 timeout: int | None = None) -> float:
-    """Execute one notebook with papermill; returns wall seconds."""
+def run_notebook(nb: Path, out: Path, profile: str, results_dir: Path | None = None, seed: int = 0,
+                 timeout: int | None = None, clean: bool = False) -> float:
+    """Execute one notebook with papermill; returns wall seconds.
+
+    ``results_dir=None`` keeps the notebook's own default (the repository's ``results/``).
+    ``clean=True`` makes the executed copy fit to commit (:func:`clean_notebook`).
+    """
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    params: dict = {"profile": profile, "seed": seed}
+    if results_dir is not None:
+        params["results_dir"] = str(results_dir)
     t0 = time.time()
-    pm.execute_notebook(str(nb), str(out), parameters={"profile": profile, "seed": seed,
-                                                        "results_dir": str(results_dir)},
-                        kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False,
-                        execution_timeout=timeout)
+    pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
+                        cwd=str(REPO / "notebooks"), progress_bar=False, execution_timeout=timeout)
+    if clean:
+        clean_notebook(out)
     return time.time() - t0
 
 
+# ----------------------------------------------------------------------------------------------
+# cleaning an executed notebook for commit
+# ----------------------------------------------------------------------------------------------
+
+_ASSIGN = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.*?)(?P<comment>\s*#.*)?$")
+
+
+def _literal_assignments(source: str) -> dict:
+    """``name = literal`` statements of a parameters cell (other statements are ignored)."""
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return values
+
+
+def _machine_path(value) -> bool:
+    return isinstance(value, str) and (os.path.isabs(value) or re.match(r"^[A-Za-z]:[\\/]", value) is not None)
+
+
+def _fold_parameters(source: str, values: dict) -> str:
+    """The parameters cell with ``values`` written in, so the cell shows what the notebook ran with."""
+    current = _literal_assignments(source)
+    lines = source.split("\n")
+    for name, value in values.items():
+        if name in current and current[name] == value:
+            continue
+        for i, line in enumerate(lines):
+            m = _ASSIGN.match(line)
+            if m and m["name"] == name:
+                lines[i] = f"{name} = {value!r}{m['comment'] or ''}"
+                break
+        else:
+            lines.append(f"{name} = {value!r}")
+    return "\n".join(lines)
+
+
+def _relative_text(text: str, replacements: list[tuple[str, str]]) -> str:
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text
+
+
+def clean_notebook(path: str | os.PathLike, repo: Path = REPO) -> bool:
+    """Make an executed notebook fit to commit; returns whether it changed.
+
+    - papermill's ``injected-parameters`` cell goes; the values it set are written into the
+      ``parameters`` cell, except paths of this machine (the notebook's defaults find the
+      repository's folders on any clone).
+    - Paths under the repository in outputs and papermill's metadata become relative to it, and the
+      home folder becomes ``~``. Cell sources are never changed, apart from the parameters cell.
+    """
+    import nbformat
+
+    path = Path(path)
+    original = path.read_text(encoding="utf-8")
+    nb = nbformat.reads(original, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    params_cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    kept = {}
+    for cell in injected:
+        kept.update({k: v for k, v in _literal_assignments(cell.source).items() if not _machine_path(v)})
+        nb.cells.remove(cell)
+    if params_cell is not None and kept:
+        params_cell.source = _fold_parameters(params_cell.source, kept)
+
+    repo = str(Path(repo).resolve())
+    replacements = [(repo + "/", ""), (repo, ".")]
+    home = str(Path.home())
+    if home not in ("/", ""):
+        replacements.append((home + "/", "~/"))
+    pm_meta = nb.metadata.get("papermill")
+    if pm_meta is not None:
+        if "parameters" in pm_meta:
+            pm_meta["parameters"] = {k: v for k, v in pm_meta["parameters"].items() if not _machine_path(v)}
+        for key in ("input_path", "output_path", "cwd"):
+            if isinstance(pm_meta.get(key), str):
+                pm_meta[key] = _relative_text(pm_meta[key], replacements)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = _relative_text(out["text"], replacements)
+            for mime, value in out.get("data", {}).items():
+                if isinstance(value, str) and not mime.startswith("image/"):
+                    out["data"][mime] = _relative_text(value, replacements)
+            if "traceback" in out:
+                out["traceback"] = [_relative_text(t, replacements) for t in out["traceback"]]
+            if "evalue" in out:
+                out["evalue"] = _relative_text(out["evalue"], replacements)
+    text = nbformat.writes(nb)  # papermill's layout, so cleaning alone leaves no formatting diff
+    if text == original:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helpers.reproduce", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m helpers.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=None, help="glob of notebooks to run, e.g. '0[12]_*'")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--clean", nargs="+", metavar="NOTEBOOK", default=None,
+                    help="only clean these executed notebooks for commit (no execution)")
     args = ap.parse_args(argv)
+    if args.clean:
+        for nb in args.clean:
+            if not Path(nb).is_file():
+                print(f"error: {nb}: file not found", file=sys.stderr)
+                return 2
+        for nb in args.clean:
+            print(f"{nb}: {'cleaned' if clean_notebook(nb) else 'already clean'}")
+        return 0
+    from helpers.profiles import get_profile
+
+    try:
+        get_profile(args.profile)
+    except ValueError as e:
+        print(f"error: --profile: {e}", file=sys.stderr)
+        return 2
     in_place = args.profile == "cpu" and args.out is None
     out_dir = REPO / "notebooks" if in_place else Path(args.out or REPO / "build" / f"notebooks-{args.profile}")
-    results_dir = REPO / "results" if in_place else out_dir / "results"
+    # In place, the notebooks' own default finds the repository's results/: nothing machine-specific
+    # is injected into the committed copies.
+    results_dir = None if in_place else out_dir / "results"
     total = 0.0
     for nb in notebooks(f"{args.only}.ipynb" if args.only else "[0-9][0-9]_*.ipynb"):
-        secs = run_notebook(nb, out_dir / nb.name, args.profile, results_dir, seed=args.seed)
+        secs = run_notebook(nb, out_dir / nb.name, args.profile, results_dir, seed=args.seed, clean=in_place)
         total += secs
         print(f"{nb.name}: {secs:.0f} s", flush=True)
-    print(f"all notebooks ({args.profile}): {total:.0f} s -> {out_dir}, results in {results_dir}")
+    print(f"all notebooks ({args.profile}): {total:.0f} s -> {out_dir}, "
+          f"results in {results_dir or REPO / 'results'}")
     return 0
 
 

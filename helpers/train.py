@@ -72,6 +72,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -90,7 +91,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from helpers.io import DataError, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from helpers.io import (OUTPUT_MARKER, DataError, atomic_dir, atomic_write_json, atomic_write_text, check_output_dir,
+                        read_jsonl, write_output_marker)
 from helpers.models import load_encoder, mark_without_pooler
 from helpers.profiles import Profile, get_profile
 from helpers.tasks import TASKS, TRAIN_TASKS, UnknownTaskError, get_task, task_prompts, validate_tasks
@@ -107,6 +109,57 @@ TEXT_COLUMNS = ("anchor", "positive", "negative")
 # ----------------------------------------------------------------------------------------------------------
 # configuration
 # ----------------------------------------------------------------------------------------------------------
+
+# field -> (type, may be null); values are coerced from any YAML spelling of a number
+_NUMBER_FIELDS: dict[str, tuple[type, bool]] = {
+    "temperature": (float, False), "loss_scale": (float, False), "learning_rate": (float, False),
+    "warmup_ratio": (float, False), "weight_decay": (float, False), "hn_relative_margin": (float, False),
+    "seq_len_percentile": (float, False), "epochs": (float, True),
+    "num_negatives": (int, False), "hn_range_min": (int, False), "hn_range_max": (int, False),
+    "seed": (int, False), "save_total_limit": (int, False),
+    "cap_per_positive": (int, True), "train_pairs": (int, True), "batch_size": (int, True),
+    "max_steps": (int, True), "max_seq_length": (int, True), "save_steps": (int, True),
+    "eval_steps": (int, True), "max_eval_queries": (int, True),
+}
+
+
+def _as_number(value, kind: type):
+    """``value`` as ``kind`` (int or float), or None if it is not one.
+
+    YAML 1.1 (PyYAML) reads ``5e-5`` and ``1e3`` as strings and ``true`` as a bool: strings that
+    spell a finite number are accepted, booleans are not, and an int field takes a float only if it
+    is whole (``1e3``, ``32.0``).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if kind is int:
+        return int(value) if float(value).is_integer() else None
+    return float(value)
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line (1-based) of each top-level key of a YAML mapping, for error messages."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
 
 @dataclass
 class TrainConfig:
@@ -163,14 +216,15 @@ class TrainConfig:
     seed: int = 42
 
     @classmethod
-    def from_dict(cls, d: dict, source: str | None = None) -> "TrainConfig":
+    def from_dict(cls, d: dict, source: str | None = None, lines: dict[str, int] | None = None) -> "TrainConfig":
+        """A validated config; ``source`` and ``lines`` (key -> line in the file) name where a bad value is."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise DataError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(known))}",
-                            file=source, field=unknown[0])
+                            file=source, line=(lines or {}).get(unknown[0]), field=unknown[0])
         cfg = cls(**d)
-        cfg.validate(source)
+        cfg.validate(source, lines)
         return cfg
 
     @classmethod
@@ -181,54 +235,106 @@ class TrainConfig:
         if not path.is_file():
             raise DataError("config file not found", file=path)
         try:
-            d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            d = yaml.safe_load(text) or {}
+        except UnicodeDecodeError as e:
+            raise DataError(f"not valid UTF-8 ({e.reason})", file=path) from None
         except yaml.YAMLError as e:
             line = getattr(getattr(e, "problem_mark", None), "line", None)
             raise DataError(f"invalid YAML: {e}", file=path, line=None if line is None else line + 1) from None
         if not isinstance(d, dict):
             raise DataError("a config must be a mapping of keys to values", file=path)
         d.setdefault("name", path.stem)
-        return cls.from_dict(d, source=str(path))
+        return cls.from_dict(d, source=str(path), lines=_key_lines(text))
 
-    def validate(self, source: str | None = None) -> None:
+    def validate(self, source: str | None = None, lines: dict[str, int] | None = None) -> None:
+        """Check and normalise every field; a bad one raises :class:`DataError` naming it.
+
+        Numbers are accepted in any YAML spelling (``5e-5`` reads as a string in YAML 1.1), so the
+        trainer never meets a string where it computes.
+        """
+        lines = lines or {}
+
         def bad(msg, fld):
-            raise DataError(msg, file=source, field=fld)
+            raise DataError(msg, file=source, line=lines.get(fld), field=fld)
+
+        for name, (kind, nullable) in _NUMBER_FIELDS.items():
+            value = getattr(self, name)
+            if value is None and nullable:
+                continue
+            if name == "train_pairs" and value == "all":
+                continue
+            number = _as_number(value, kind)
+            if number is None:
+                what = "an integer" if kind is int else "a number"
+                extra = ", 'all'" if name == "train_pairs" else ""
+                bad(f"{name} must be {what}{extra}{' or null' if nullable else ''}, got {value!r}", name)
+            setattr(self, name, number)
+        for name in ("name", "description", "base_model", "mixing", "dev_split"):
+            if not isinstance(getattr(self, name), str):
+                bad(f"{name} must be a string, got {getattr(self, name)!r}", name)
+        for name in ("data_dir", "corpora", "hard_negatives"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                bad(f"{name} must be a string or null, got {getattr(self, name)!r}", name)
 
         if isinstance(self.tasks, str):
             self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         try:
             self.tasks = validate_tasks(self.tasks, trainable=True)
+        except UnknownTaskError as e:
+            bad(str(e), "tasks")
+        try:
             if self.eval_tasks is not None:
                 self.eval_tasks = validate_tasks(self.eval_tasks)
-            for t in (self.cap_per_task or {}):
-                get_task(t, trainable=True)
         except UnknownTaskError as e:
-            raise DataError(str(e), file=source, field="tasks") from None
+            bad(str(e), "eval_tasks")
+        if self.cap_per_task is not None and not isinstance(self.cap_per_task, dict):
+            bad(f"cap_per_task must be a mapping of task to cap, got {self.cap_per_task!r}", "cap_per_task")
+        for t, v in list((self.cap_per_task or {}).items()):
+            try:
+                get_task(t, trainable=True)
+            except UnknownTaskError as e:
+                bad(str(e), "cap_per_task")
+            n = _as_number(v, int)
+            if n is None or n < 1:
+                bad(f"cap for task {t!r} must be a positive integer, got {v!r}", "cap_per_task")
+            self.cap_per_task[t] = n
         if self.mixing not in MIXINGS:
             bad(f"mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}", "mixing")
         if self.hard_negatives not in HARD_NEGATIVES:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
-        if self.temperature <= 0:
-            bad("temperature must be > 0", "temperature")
-        for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps"):
+        for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",
+                     "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                bad(f"{name} must be a positive integer or null, got {v!r}", name)
-        for t, v in (self.cap_per_task or {}).items():
-            if not isinstance(v, int) or v < 1:
-                bad(f"cap for task {t!r} must be a positive integer, got {v!r}", "cap_per_task")
-        if not (self.train_pairs is None or self.train_pairs == "all"
-                or (isinstance(self.train_pairs, int) and self.train_pairs > 0)):
-            bad(f"train_pairs must be a positive integer, 'all' or null, got {self.train_pairs!r}", "train_pairs")
-        for name in ("budget_per_task", "query_instructions", "doc_instructions", "freeze_embeddings"):
+            if isinstance(v, int) and v < 1:
+                bad(f"{name} must be a positive integer{' or null' if _NUMBER_FIELDS[name][1] else ''}, "
+                    f"got {v!r}", name)
+        for name in ("temperature", "loss_scale", "learning_rate", "epochs"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                bad(f"{name} must be > 0, got {v!r}", name)
+        for name in ("weight_decay", "hn_range_min", "eval_steps"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                bad(f"{name} must be >= 0, got {v!r}", name)
+        if not 0 <= self.warmup_ratio < 1:
+            bad(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}", "warmup_ratio")
+        if not 0 < self.seq_len_percentile <= 100:
+            bad(f"seq_len_percentile must be in (0, 100], got {self.seq_len_percentile!r}", "seq_len_percentile")
+        if self.hn_range_max <= self.hn_range_min:
+            bad(f"hn_range_max must be > hn_range_min ({self.hn_range_min}), got {self.hn_range_max!r}",
+                "hn_range_max")
+        for name in ("budget_per_task", "query_instructions", "doc_instructions", "freeze_embeddings",
+                     "fit_seq_length", "pad_to_max_length", "compare_base"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"{name} must be true or false, got {getattr(self, name)!r}", name)
-        if self.num_negatives < 1:
-            bad("num_negatives must be >= 1", "num_negatives")
-        if isinstance(self.train_jsonl, str):
-            self.train_jsonl = [self.train_jsonl]
-        if isinstance(self.eval_splits, str):
-            self.eval_splits = [self.eval_splits]
+        for name in ("train_jsonl", "eval_splits"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                v = [v]
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                bad(f"{name} must be a list of strings, got {getattr(self, name)!r}", name)
+            setattr(self, name, v)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -772,14 +878,19 @@ def _trainer_classes():
         step_stats: list
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if model.training:
+            training = model.training
+            if training:
                 task = inputs.get("dataset_name")
                 n = int(inputs["anchor_input_ids"].shape[0]) if "anchor_input_ids" in inputs else 0
                 toks = sum(int(v.sum()) for k, v in inputs.items() if k.endswith("_attention_mask"))
                 padded = sum(int(v.numel()) for k, v in inputs.items() if k.endswith("_attention_mask"))
-                self.step_stats.append((task, n, toks, padded, time.perf_counter()))
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+                started = time.perf_counter()
+            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                          num_items_in_batch=num_items_in_batch)
+            if training:
+                loss = result[0] if isinstance(result, tuple) else result
+                self.step_stats.append((task, n, toks, padded, started, float(loss.detach())))
+            return result
 
     class QuietProgress(ProgressCallback):
         """tqdm bar, but the loss dict is printed only every ``every`` logs (we log every step)."""
@@ -803,7 +914,48 @@ def _trainer_classes():
             if state.global_step >= self.step:
                 raise SimulatedKill(f"stopped at step {state.global_step}")
 
-    return CountingTrainer, QuietProgress, StopAtStep
+    class SaveStepStats(TrainerCallback):
+        """Writes every step's task, counts and loss so far into each checkpoint, so a resumed run can
+        report the whole run, not only the steps after the resume."""
+
+        def __init__(self, trainer, prior: list | None):
+            self.trainer, self.prior = trainer, prior
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                atomic_write_json(folder / STEP_STATS_FILE, {
+                    "complete": self.prior is not None,
+                    "steps": (self.prior or []) + [_step_record(s) for s in self.trainer.step_stats]})
+
+    return CountingTrainer, QuietProgress, StopAtStep, SaveStepStats
+
+
+STEP_STATS_FILE = "helpers_step_stats.json"
+
+
+def _step_record(stat: tuple) -> list:
+    """``[task, pairs, tokens, padded tokens, loss]`` of one step (the timestamp is this process's only)."""
+    return [stat[0], stat[1], stat[2], stat[3], stat[5]]
+
+
+def _load_step_stats(checkpoint: str | os.PathLike) -> list | None:
+    """The steps up to ``checkpoint`` as :func:`_step_record` lists; None when the checkpoint predates them."""
+    path = Path(checkpoint) / STEP_STATS_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved["steps"] if isinstance(saved, dict) and saved.get("complete") else None
+
+
+def _drop_if_empty(out: Path, ckpt_dir: Path, created_out: bool) -> None:
+    """After a failed run, remove the folders it created that hold nothing (no checkpoint was saved)."""
+    with contextlib.suppress(OSError):
+        if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
+            ckpt_dir.rmdir()
+    if created_out and out.is_dir() and {p.name for p in out.iterdir()} <= {OUTPUT_MARKER}:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 class SimulatedKill(RuntimeError):
@@ -853,8 +1005,10 @@ def _model_card(cfg: TrainConfig, prof: Profile, prompts: dict, log: dict) -> st
                      f"| {ds.get('after', {}).get('pairs', '?')} | {data.get('used', {}).get(t, '?')} "
                      f"| {log.get('training', {}).get('steps_per_task', {}).get(t, '?')} |")
     tr = log.get("training", {})
-    lines += ["", f"Steps: {tr.get('global_step')}, batch size {log.get('resolved', {}).get('batch_size')}, "
-              f"max_seq_length {log.get('resolved', {}).get('max_seq_length')}, "
+    res = log.get("resolved", {})
+    lines += ["", f"Steps: {tr.get('global_step')}, batch size {res.get('batch_size')}, "
+              f"trained at max_seq_length {res.get('max_seq_length')} (fitted to the training texts), "
+              f"saved with {res.get('inference_max_seq_length')} (the base model's) for inference, "
               f"{tr.get('pairs_per_second', 0):.1f} pairs/s on {platform.machine()} "
               f"({tr.get('world_size', 1)} process(es)).", ""]
     ev = log.get("eval", {})
@@ -873,13 +1027,15 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
           out_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None, *,
           train_jsonl: Sequence[str | os.PathLike] | None = None, corpora: str | os.PathLike | None = None,
           resume: bool = False, seed: int | None = None, callbacks: list | None = None,
-          show_progress: bool = True, evaluate: bool = True) -> TrainResult:
+          show_progress: bool = True, evaluate: bool = True, overwrite: bool = False) -> TrainResult:
     """Fine-tune one retriever; returns :class:`TrainResult` (final model path, log dict).
 
     ``config``: a :class:`TrainConfig`, a dict of its fields or a YAML path. ``profile``: smoke / cpu / full
     (default ``$CASE_STUDY_PROFILE`` or cpu). ``data_dir`` (builder output) or ``train_jsonl`` (user files)
     override the config's data; ``corpora`` is a folder of BEIR folders per task for evaluation (default:
     ``data_dir/beir``). ``resume=True`` continues from the latest checkpoint in ``out_dir/checkpoints``.
+    ``out_dir`` must be new, empty or a folder an earlier run created (marker file); any other folder is
+    refused unless ``overwrite`` (then only this run's own entries are replaced).
     """
     t_start = time.perf_counter()
     cfg = _as_config(config)
@@ -899,6 +1055,14 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     out = Path(out_dir) if out_dir else REPO_ROOT / "runs" / f"{cfg.name}-{prof.name}"
     world_size, rank = _world()
     is_main = rank == 0
+    # Bad paths fail here, before data or a model is loaded and before any folder is created.
+    if is_main:
+        check_output_dir(out, overwrite=overwrite)
+    for f in cfg.train_jsonl:
+        if not Path(f).is_file():
+            raise DataError("training file not found", file=f)
+    if cfg.corpora and not Path(cfg.corpora).is_dir():
+        raise DataError("evaluation corpora folder not found", file=cfg.corpora)
 
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -939,7 +1103,15 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     if prof.base_model and prof.base_model != cfg.base_model:
         logger.warning("profile %s replaces base model %s with %s", prof.name, cfg.base_model, prof.base_model)
         cfg.base_model = prof.base_model
-    model = load_encoder(cfg.base_model)
+    try:
+        model = load_encoder(cfg.base_model)
+    except (ValueError, OSError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(str(e), field="base_model") from None
+    # The saved model gets this back: the fitted length below is a training setting only, and a
+    # model saved with it would silently cut every longer document.
+    inference_len = model.max_seq_length
     base_prompts = {k: v for k, v in (model.prompts or {}).items() if not re.search(r"_(query|document)$", k)}
     prompts = task_prompts(base_prompts, list(TASKS), query_side=cfg.query_instructions,
                            doc_side=cfg.doc_instructions)
@@ -972,8 +1144,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     else:
         seq_len, seq_report = cap_len, {"fitted": cap_len, "cap": cap_len}
     model.max_seq_length = seq_len
+    processing_kwargs = getattr(model[0], "processing_kwargs", None)
     if cfg.pad_to_max_length:
-        model[0].processing_kwargs = {**model[0].processing_kwargs, "text": {"padding": "max_length"}}
+        model[0].processing_kwargs = {**processing_kwargs, "text": {"padding": "max_length"}}
     n_params = sum(p.numel() for p in model.parameters())
     n_frozen = (freeze_word_embeddings(model) if cfg.freeze_embeddings else 0) + freeze_unused_pooler(model)
     model.prompts = dict(prompts)
@@ -983,10 +1156,13 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     resume_from = _latest_checkpoint(ckpt_dir) if resume else None
     if resume and resume_from is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+    prior_steps = _load_step_stats(resume_from) if resume_from else []
+    created_out = not out.exists()
     if is_main and not resume and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+        shutil.rmtree(ckpt_dir)  # out is an earlier run's (marker) or --overwrite was given: checked above
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        write_output_marker(out, "helpers.train")
     save_steps = cfg.save_steps or prof.save_steps or max(25, max_steps // 4)
     eval_steps = prof.eval_steps if cfg.eval_steps is None else (cfg.eval_steps or None)
     max_q = cfg.max_eval_queries if cfg.max_eval_queries is not None else prof.max_eval_queries
@@ -1034,10 +1210,11 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         dataloader_drop_last=world_size > 1,
     )
     loss = MultipleNegativesRankingLoss(model, scale=cfg.loss_scale, gather_across_devices=world_size > 1)
-    CountingTrainer, QuietProgress, _ = _trainer_classes()
+    CountingTrainer, QuietProgress, _, SaveStepStats = _trainer_classes()
     trainer = CountingTrainer(model=model, args=args, train_dataset=train_sets, loss=loss, evaluator=evaluator,
                               callbacks=list(callbacks or []))
     trainer.step_stats = []
+    trainer.add_callback(SaveStepStats(trainer, prior_steps))
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)   # would print every (per-step) log when tqdm is off
@@ -1047,12 +1224,19 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     base_eval = {}
     if evaluate and cfg.compare_base and eval_root is not None and is_main and resume_from is None:
         t0 = time.perf_counter()
+        model.max_seq_length = inference_len  # as the fine-tuned model will be evaluated and saved
         base_eval = evaluate_model(model, eval_root, _eval_tasks(cfg, eval_root), cfg.eval_splits, max_q)
+        model.max_seq_length = seq_len
         timings["base_eval_seconds"] = time.perf_counter() - t0
 
     # ---- train ---------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    out_train = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except BaseException:
+        if is_main:
+            _drop_if_empty(out, ckpt_dir, created_out)
+        raise
     train_seconds = time.perf_counter() - t0
     timings["train_seconds"] = train_seconds
     resumed_step = 0
@@ -1060,10 +1244,14 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         resumed_step = int(Path(resume_from).name.rsplit("-", 1)[-1])
 
     stats = trainer.step_stats
-    pairs_seen = sum(s[1] for s in stats) * world_size
-    tokens_seen = sum(s[2] for s in stats) * world_size
-    padded_seen = sum(s[3] for s in stats) * world_size
-    steps_per_task = Counter(s[0] for s in stats)
+    # Counts and loss cover the whole run: the steps before a resume come from the checkpoint.
+    whole = (prior_steps or []) + [_step_record(s) for s in stats]
+    pairs_seen = sum(s[1] for s in whole) * world_size
+    tokens_seen = sum(s[2] for s in whole) * world_size
+    padded_seen = sum(s[3] for s in whole) * world_size
+    steps_per_task = Counter(s[0] for s in whole)
+    pairs_this_run = sum(s[1] for s in stats) * world_size
+    tokens_this_run = sum(s[2] for s in stats) * world_size
     # steady state: from the start of the second step to the start of the last one (no warm-up, no final save)
     steady = None
     if len(stats) >= 3 and stats[-1][4] > stats[1][4]:
@@ -1080,7 +1268,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     log: dict[str, Any] = {
         "name": cfg.name, "config": cfg.as_dict(), "profile": prof.as_dict(),
         "resolved": {"batch_size": batch_size, "per_device_batch_size": per_device_bs, "epochs": epochs,
-                     "max_steps": max_steps, "budget_pairs": budget, "max_seq_length": seq_len,
+                     "max_steps": max_steps, "budget_pairs": budget,
+                     # max_seq_length: the training length (fitted); the saved model keeps its base's
+                     "max_seq_length": seq_len, "inference_max_seq_length": inference_len,
                      "save_steps": save_steps, "eval_steps": eval_steps if evaluator else None,
                      "mixing_sampler": (f"TaskMixingBatchSampler({cfg.mixing}, T={cfg.temperature}, "
                                         f"group={world_size})" if isinstance(mixing_sampler, _MixingFactory)
@@ -1094,16 +1284,21 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
                  "seq_len": seq_report},
         "training": {"global_step": trainer.state.global_step, "resumed_from_step": resumed_step,
                      "resumed_from": resume_from, "steps_this_run": len(stats),
+                     # False only when resuming from a checkpoint written before step counts were kept
+                     "counts_cover_whole_run": prior_steps is not None,
                      "steps_per_task": dict(steps_per_task), "pairs_seen": pairs_seen,
                      "tokens_seen": tokens_seen, "padded_tokens": padded_seen,
                      "padding_efficiency": round(tokens_seen / padded_seen, 4) if padded_seen else None,
-                     # whole trainer.train() call: includes checkpoint saves and dev evaluation during training
-                     "pairs_per_second": pairs_seen / train_seconds if train_seconds else 0.0,
-                     "tokens_per_second": tokens_seen / train_seconds if train_seconds else 0.0,
+                     "pairs_seen_this_run": pairs_this_run,
+                     # this trainer.train() call: includes checkpoint saves and dev evaluation during training
+                     "pairs_per_second": pairs_this_run / train_seconds if train_seconds else 0.0,
+                     "tokens_per_second": tokens_this_run / train_seconds if train_seconds else 0.0,
                      "steady": steady,
                      "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                     "train_loss": float(out_train.training_loss), "world_size": world_size,
-                     "loss_curve": loss_curve, "task_per_step": [s[0] for s in stats],
+                     # mean loss over every step of the run (the Trainer's own covers this call only)
+                     "train_loss": float(np.mean([s[4] for s in whole])) if whole else float("nan"),
+                     "world_size": world_size,
+                     "loss_curve": loss_curve, "task_per_step": [s[0] for s in whole],
                      "dev_curve": dev_curve},
         "timings": timings,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
@@ -1120,6 +1315,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         return TrainResult(None, out, log)
 
     # ---- final evaluation and save -------------------------------------------------------------------------
+    model.max_seq_length = inference_len
+    if processing_kwargs is not None:
+        model[0].processing_kwargs = processing_kwargs  # no fixed padding outside the benchmark's training
     final_eval = {}
     if evaluate and eval_root is not None:
         t0 = time.perf_counter()
@@ -1130,7 +1328,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
 
     model_dir = out / "model"
     model.prompts = dict(prompts)
-    with atomic_dir(model_dir) as tmp:
+    with atomic_dir(model_dir, overwrite=True) as tmp:  # inside out, checked above
         model.save(str(tmp), create_model_card=False)
         if getattr(model[0].auto_model, "pooler", None) is None:
             mark_without_pooler(tmp)
@@ -1195,6 +1393,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["smoke", "cpu", "full"], default=None,
                    help="run profile (default $CASE_STUDY_PROFILE or cpu)")
     p.add_argument("--out", default=None, help="output folder (default runs/<config>-<profile>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT an earlier run did not create (its other files are kept)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--data", default=None, help="dataset builder output folder (train/<task>/, beir/<task>/<split>/)")
@@ -1215,6 +1415,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Flags are checked before anything is loaded; a flag is never silently ignored.
+    for flag, value in (("--max-steps", args.max_steps), ("--save-steps", args.save_steps),
+                        ("--threads", args.threads)):
+        if value is not None and value < 1:
+            print(f"error: {flag} must be an integer >= 1, got {value}", file=sys.stderr)
+            return 2
+    if args.data and args.train_jsonl:
+        print("error: give either --data or --train-jsonl, not both", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("sentence_transformers", "transformers", "datasets", "accelerate", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -1227,9 +1436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg.base_model = args.model
         if args.tasks:
             cfg.tasks = args.tasks
-        if args.max_steps:
+        if args.max_steps is not None:
             cfg.max_steps = args.max_steps
-        if args.save_steps:
+        if args.save_steps is not None:
             cfg.save_steps = args.save_steps
         if args.eval_splits:
             cfg.eval_splits = args.eval_splits
@@ -1238,7 +1447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.validate(args.config)
         result = train(cfg, profile=args.profile, out_dir=args.out, data_dir=args.data,
                        train_jsonl=args.train_jsonl, corpora=args.corpora, resume=args.resume, seed=args.seed,
-                       show_progress=not args.quiet, evaluate=not args.no_eval)
+                       show_progress=not args.quiet, evaluate=not args.no_eval, overwrite=args.overwrite)
     except (DataError, UnknownTaskError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

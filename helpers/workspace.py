@@ -3,6 +3,10 @@
 Generated data goes to ``data/generated/<profile>-seed<seed>/`` (rebuilt, not committed), trained
 models to ``runs/<profile>/<config>/``, each notebook's machine-readable results to
 ``<results_dir>/<notebook>.json``. Set ``CASE_STUDY_DATA`` / ``CASE_STUDY_RUNS`` to move them.
+
+Every path here is found from this package's location, never from the working directory, so a
+notebook run with "Run All" in JupyterLab, by papermill or from any other folder writes into the
+same clone it runs from.
 """
 
 from __future__ import annotations
@@ -16,6 +20,18 @@ from pathlib import Path
 from helpers.io import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+NOTEBOOKS = REPO / "notebooks"
+
+
+def results_path(results_dir: str | os.PathLike | None = None) -> Path:
+    """Where a notebook's results go: ``None`` is the repository's ``results/``; a relative path is
+    taken from ``notebooks/``, the folder the notebooks' parameter cells are written for
+    (``"../results"``), whatever the kernel's working directory."""
+    if results_dir is None:
+        return RESULTS
+    path = Path(results_dir).expanduser()
+    return path if path.is_absolute() else (NOTEBOOKS / path).resolve()
 
 
 def dataset_dir(profile: str, seed: int = 0) -> Path:
@@ -32,7 +48,11 @@ def dataset_fingerprint(folder: str | os.PathLike) -> str | None:
     path = Path(folder) / "stats.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8")).get("source_fingerprint")
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None  # unreadable: treated as stale, so it is rebuilt
+    return stats.get("source_fingerprint") if isinstance(stats, dict) else None
 
 
 def ensure_dataset(profile: str, seed: int = 0, progress: bool = True) -> Path:
@@ -43,22 +63,26 @@ def ensure_dataset(profile: str, seed: int = 0, progress: bool = True) -> Path:
     from helpers.data.build import build_dataset, source_fingerprint
 
     out = dataset_dir(profile, seed)
-    if dataset_fingerprint(out) != source_fingerprint():
-        build_dataset(out, seed=seed, profile=profile, progress=progress)
+    found = dataset_fingerprint(out)
+    if found != source_fingerprint():
+        # A folder with a fingerprinted stats.json was built by build_dataset before it left marker
+        # files; replacing its entries is safe (build_dataset keeps any other file).
+        build_dataset(out, seed=seed, profile=profile, progress=progress, overwrite=found is not None)
     return out
 
 
-def save_results(results_dir: str | os.PathLike, name: str, payload: dict) -> Path:
-    """Write a notebook's results JSON (atomically) with the environment it ran in."""
+def save_results(results_dir: str | os.PathLike | None, name: str, payload: dict) -> Path:
+    """Write a notebook's results JSON (atomically) with the environment it ran in; ``results_dir``
+    as :func:`results_path` reads it."""
     import torch
 
     meta = {"python": platform.python_version(), "torch": torch.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path = Path(results_dir) / f"{name}.json"
+    path = results_path(results_dir) / f"{name}.json"
     atomic_write_json(path, {**payload, "_meta": meta})
     return path
 
 
-def load_results(results_dir: str | os.PathLike, name: str) -> dict:
-    return json.loads((Path(results_dir) / f"{name}.json").read_text(encoding="utf-8"))
+def load_results(results_dir: str | os.PathLike | None, name: str) -> dict:
+    return json.loads((results_path(results_dir) / f"{name}.json").read_text(encoding="utf-8"))

@@ -17,19 +17,7 @@ from helpers.data.translate import missing_strings
 from helpers.data.validate import validate_dataset
 from helpers.io import DataError
 
-SMALL = dict(train_flows=60, dev_flows=12, ood_flows=6)
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ds") / "a"
-    build_dataset(out, seed=3, profile="smoke", progress=False, **SMALL)
-    return out
+from tests.conftest import SMALL
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -73,10 +61,11 @@ def test_layout_and_validation(built):
     assert validate_dataset(built) == []
 
 
-def test_translated_splits_share_qrels_and_differ_in_text(built):
-    dev = (built / "beir/field/dev/qrels/test.tsv").read_text()
+def test_translated_splits_ask_devs_questions_and_differ_in_text(built):
+    dev_ids = {line.split("\t")[0] for line in (built / "beir/field/dev/qrels/test.tsv").read_text().splitlines()[1:]}
     for lang in TRANSLATED:
-        assert (built / f"beir/field/dev-{lang}/qrels/test.tsv").read_text() == dev
+        ids = {line.split("\t")[0] for line in (built / f"beir/field/dev-{lang}/qrels/test.tsv").read_text().splitlines()[1:]}
+        assert ids <= dev_ids and len(ids) >= 0.7 * len(dev_ids), lang  # see test_audit for the dropped count
         q_en = (built / "beir/step/dev/queries.jsonl").read_text(encoding="utf-8")
         assert (built / f"beir/step/dev-{lang}/queries.jsonl").read_text(encoding="utf-8") != q_en
     he = (built / "beir/step/dev-he/queries.jsonl").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import CORPUS
+from tests.fixtures import CORPUS, read_only_dir  # noqa: F401 (fixture)
 from helpers import bench
 from helpers.beir import write_beir
 from helpers.evaluate import evaluate_retriever, main, make_retriever, sample_queries
@@ -98,9 +98,9 @@ def test_unknown_retriever_spec(tmp_path, capsys):
 def test_bad_data_is_reported(tmp_path, capsys):
     folder = tiny(tmp_path / "beir")
     (folder / "corpus.jsonl").write_text('{"_id": "x"}\n')
-    assert main(["--retriever", "bm25", "--data", str(folder)]) == 1
+    assert main(["--retriever", "bm25", "--data", str(folder)]) == 2
     assert "corpus.jsonl:1 (field 'text')" in capsys.readouterr().err
-    assert main(["--retriever", "bm25", "--data", str(tmp_path / "empty_dir_missing")]) == 1
+    assert main(["--retriever", "bm25", "--data", str(tmp_path / "empty_dir_missing")]) == 2
 
 
 def test_make_retriever_hybrid_of_bm25s():
@@ -161,3 +161,114 @@ def test_hub_ids_reach_load_encoder(monkeypatch):
     with pytest.raises(OSError, match="offline"):
         make_retriever("someone/some-encoder")
     assert seen == ["someone/some-encoder"]
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+
+def _dataset_like(root):
+    """A task folder as the dataset builder lays it out: train, dev, a translation, two OOD splits."""
+    tiny(root / "train")
+    tiny(root / "dev")
+    tiny(root / "dev-de", qrels={"q1": {"hr": 1}})
+    tiny(root / "ood01", qrels={"q2": {"inc": 1}, "q3": {"cost": 1}})
+    tiny(root / "ood02", qrels={"q4": {"asg": 1}})            # wrong gold: recall 0 on purpose
+    return root
+
+
+def test_directory_means_never_mix_train_dev_translations_and_ood(tmp_path, capsys):
+    root = _dataset_like(tmp_path / "field")
+    out = tmp_path / "res.json"
+    assert main(["--retriever", "bm25", "--data", str(root), "--k", "1", "5", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["groups"]) == {"train", "dev", "translations", "ood"}
+    assert res["groups"]["ood"]["folders"] == ["ood01", "ood02"] and res["groups"]["ood"]["weights"] == {"ood01": 2, "ood02": 1}
+    a, b = res["folders"]["ood01"]["metrics"]["recall@5"], res["folders"]["ood02"]["metrics"]["recall@5"]
+    assert res["groups"]["ood"]["weighted_mean"]["recall@5"] == pytest.approx((2 * a + b) / 3)
+    assert "weighted_mean" not in res                          # no mean over everything
+    printed = capsys.readouterr().out
+    assert "ood: weighted mean over 2 folder(s)" in printed and "train: weighted mean over 1 folder(s)" in printed
+
+    # --splits picks folders by glob; one group left, so its mean is the top-level one too
+    assert main(["--retriever", "bm25", "--data", str(root), "--splits", "ood*", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["folders"]) == {"ood01", "ood02"} and res["weights"] == {"ood01": 2, "ood02": 1}
+    assert main(["--retriever", "bm25", "--data", str(root), "--splits", "tset*", "--no-progress"]) == 2
+    assert "no BEIR folder matches --splits tset*; found: dev, dev-de, ood01" in capsys.readouterr().err
+
+
+def test_groups_are_per_task_under_a_beir_root(tmp_path):
+    from helpers.evaluate import split_group
+
+    assert split_group("field/ood03") == "field/ood" and split_group("step/dev-ja") == "step/translations"
+    assert split_group("dev") == "dev" and split_group("nested/b") == "other" and split_group("a") == "other"
+
+
+def test_progress_bar_names_the_folder(tmp_path, capsys):
+    root = _dataset_like(tmp_path / "field")
+    assert main(["--retriever", "bm25", "--data", str(root), "--splits", "ood*"]) == 0
+    err = capsys.readouterr().err
+    assert "evaluate ood01" in err and "evaluate ood02" in err
+
+
+def test_bad_out_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch, read_only_dir):
+    import helpers.evaluate as ev
+
+    folder = tiny(tmp_path / "beir")
+
+    def must_not_run(*a, **k):
+        raise AssertionError("the evaluation ran before --out was checked")
+
+    monkeypatch.setattr(ev, "evaluate_path", must_not_run)
+    assert main(["--retriever", "bm25", "--data", str(folder), "--out", str(tmp_path)]) == 2
+    assert "must be a file path, but this is a folder" in capsys.readouterr().err
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text("my numbers\n")
+    assert main(["--retriever", "bm25", "--data", str(folder), "--out", str(theirs)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and theirs.read_text() == "my numbers\n"
+    assert main(["--retriever", "bm25", "--data", str(folder), "--out", str(read_only_dir / "r.json")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_out_written_by_evaluate_is_replaced_others_need_overwrite(tmp_path):
+    folder = tiny(tmp_path / "beir")
+    out = tmp_path / "res.json"
+    assert main(["--retriever", "bm25", "--data", str(folder), "--out", str(out)]) == 0
+    assert main(["--retriever", "bm25", "--data", str(folder), "--out", str(out), "--k", "1"]) == 0   # ours
+    assert json.loads(out.read_text())["ks"] == [1]
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    assert main(["--retriever", "bm25", "--data", str(folder), "--out", str(other), "--overwrite"]) == 0
+    assert json.loads(other.read_text())["created_by"] == "helpers.evaluate"
+
+
+def test_unknown_task_is_an_error(tmp_path, capsys):
+    folder = tiny(tmp_path / "beir")
+    assert main(["--retriever", "bm25", "--data", str(folder), "--task", "tabel"]) == 2
+    assert "unknown task 'tabel'; valid tasks: step, table, field, workflow" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_task_a_fine_tuned_model_has_no_prompts_for(tmp_path, capsys):
+    from helpers.models import load_encoder
+    from helpers.tasks import task_prompts
+
+    model = load_encoder("minilm-l6")
+    model.prompts = task_prompts({}, ["step", "table"])       # as helpers.train saves them
+    model.save(str(tmp_path / "ft"))
+    folder = tiny(tmp_path / "beir")
+    assert main(["--retriever", str(tmp_path / "ft"), "--data", str(folder), "--task", "tabel", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--task 'tabel'" in err and "has no prompts for this task; it has prompts for: step, table" in err
+    assert main(["--retriever", str(tmp_path / "ft"), "--data", str(folder), "--task", "table", "--no-progress"]) == 0
+
+
+def test_cli_precision_int8_reaches_the_dense_retriever(tmp_path):
+    folder = tiny(tmp_path / "beir")
+    out = tmp_path / "int8.json"
+    assert main(["--retriever", "minilm-l6", "--data", str(folder), "--out", str(out), "--precision", "int8",
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    assert res["retriever"]["precision"] == "int8", res["retriever"]
+    assert res["metrics"]["hit@5"] >= 0.8
+    with pytest.raises(SystemExit):
+        main(["--retriever", "minilm-l6", "--data", str(folder), "--precision", "int4"])

@@ -5,7 +5,9 @@ import stat
 
 import pytest
 
-from helpers.io import DataError, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from helpers.io import (OUTPUT_MARKER, DataError, atomic_dir, atomic_write_json, atomic_write_text, check_output_dir,
+                        check_output_file, check_writable, read_jsonl, write_jsonl)
+from tests.fixtures import read_only_dir  # noqa: F401 (fixture)
 
 
 def _mode(path):
@@ -33,7 +35,7 @@ def test_atomic_write_failure_keeps_previous_content_and_leaves_no_temp(tmp_path
 
 def test_atomic_dir_failure_keeps_previous_folder(tmp_path):
     target = tmp_path / "model"
-    with atomic_dir(target) as d:
+    with atomic_dir(target, creator="test") as d:
         (d / "weights").write_text("old")
     with pytest.raises(RuntimeError):
         with atomic_dir(target) as d:
@@ -74,3 +76,72 @@ def test_read_jsonl_bad_utf8_and_missing_file(tmp_path):
     assert e.value.line == 2
     with pytest.raises(DataError, match="file not found"):
         list(read_jsonl(tmp_path / "nope.jsonl"))
+
+
+# ---------------------------------------------------------------------------------------------- output safety
+
+def test_atomic_dir_refuses_a_folder_it_did_not_create_and_keeps_every_file(tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="did not create.*--overwrite") as e:
+        with atomic_dir(target, creator="test") as d:
+            (d / "stats.json").write_text("{}")
+    assert str(target) in str(e.value)
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]          # no temporary folder left
+    with atomic_dir(target, overwrite=True, creator="test") as d:          # --overwrite: write, keep the rest
+        (d / "stats.json").write_text("{}")
+    assert sorted(p.name for p in target.iterdir()) == sorted([OUTPUT_MARKER, "notes.txt", "stats.json"])
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_atomic_dir_replaces_its_own_output_but_not_files_added_to_it(tmp_path):
+    target = tmp_path / "built"
+    with atomic_dir(target, creator="test") as d:
+        (d / "beir").mkdir()
+        (d / "beir" / "old.jsonl").write_text("old")
+        (d / "stats.json").write_text("1")
+    (target / "my-notes.md").write_text("mine")
+    with atomic_dir(target, creator="test") as d:                           # ours (marker): no flag needed
+        (d / "beir").mkdir()
+        (d / "beir" / "new.jsonl").write_text("new")
+        (d / "stats.json").write_text("2")
+    assert sorted(p.name for p in (target / "beir").iterdir()) == ["new.jsonl"]
+    assert (target / "stats.json").read_text() == "2" and (target / "my-notes.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built"]
+
+
+def test_atomic_dir_refuses_a_file_where_a_folder_is_wanted(tmp_path):
+    f = tmp_path / "out"
+    f.write_text("precious")
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match="must be a folder, but this is a file"):
+            with atomic_dir(f, overwrite=overwrite) as d:
+                (d / "x").write_text("x")
+    assert f.read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_check_output_file(tmp_path):
+    with pytest.raises(DataError, match="must be a file path, but this is a folder"):
+        check_output_file(tmp_path)
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text('{"a": 1}')
+    with pytest.raises(DataError, match="--overwrite"):
+        check_output_file(theirs, creator="me")
+    check_output_file(theirs, creator="me", overwrite=True)
+    ours = tmp_path / "ours.json"
+    ours.write_text('{"created_by": "me"}')
+    assert check_output_file(ours, creator="me") == ours
+    with pytest.raises(DataError, match="is a file, so this path cannot be created"):
+        check_output_file(theirs / "sub" / "x.json")
+
+
+def test_unwritable_output_is_refused_before_any_work(read_only_dir):
+    with pytest.raises(DataError, match="not writable") as e:
+        check_output_dir(read_only_dir / "new")
+    assert str(read_only_dir / "new") in str(e.value)
+    with pytest.raises(DataError, match="not writable"):
+        check_output_file(read_only_dir / "r.json")
+    with pytest.raises(DataError, match="not writable"):
+        check_writable(read_only_dir)

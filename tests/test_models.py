@@ -405,3 +405,64 @@ def test_mark_without_pooler_keeps_other_settings(tmp_path):
     mark_without_pooler(tmp_path)
     cfg = json.loads((tmp_path / "sentence_bert_config.json").read_text())
     assert cfg == {"max_seq_length": 96, "model_kwargs": {"a": 1, "add_pooling_layer": False}}
+
+
+# ------------------------------------------------------------------------------------------
+# corrupt safetensors in a model folder (issue 12): a one-line error naming the file
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def minilm_copy(tmp_path_factory):
+    import shutil
+
+    dst = tmp_path_factory.mktemp("models") / "minilm"
+    shutil.copytree(models.minilm_path(), dst)
+    return dst
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", "the file has"),
+    ("bad header length", "runs past the end of the file"),
+    ("garbled header", "header is not valid JSON"),
+    ("empty", "too short for a header"),
+])
+def test_corrupt_safetensors_is_named(tmp_path, minilm_copy, kind, message):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(minilm_copy, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    if kind == "truncated":
+        weights.write_bytes(data[: len(data) - 1000])
+    elif kind == "bad header length":
+        weights.write_bytes(struct.pack("<Q", len(data) * 2) + data[8:])
+    elif kind == "garbled header":
+        weights.write_bytes(data[:8] + b"\xff" * 16 + data[24:])
+    else:
+        weights.write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        models.load_encoder(str(folder))
+    assert str(weights) in str(err.value) and message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+    assert n > 0
+
+
+def test_corrupt_safetensors_cli_exit_2(tmp_path, minilm_copy, capsys):
+    import shutil
+
+    from helpers.evaluate import main as evaluate_main
+
+    folder = tmp_path / "model"
+    shutil.copytree(minilm_copy, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text('{"_id": "d", "text": "x"}\n')
+    (beir / "queries.jsonl").write_text('{"_id": "q", "text": "x"}\n')
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\td\t1\n")
+    assert evaluate_main(["--retriever", str(folder), "--data", str(beir), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(weights) in err and "corrupt safetensors" in err and "\n" not in err

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from helpers.data.catalog import SPLITS_OOD, Catalog, Field, Step, Table, load_catalog
 from helpers.data.flows import Flow, FlowGenerator, Renderer, flow_to_yaml
 from helpers.data.language import TRANSLATED, load_pools, stable_hash
-from helpers.io import atomic_dir, atomic_write_json, write_jsonl
+from helpers.io import atomic_dir, atomic_write_json, check_output_dir, write_jsonl
 from helpers.profiles import get_profile
 
 TASKS = ("step", "table", "field", "workflow")
@@ -37,6 +37,9 @@ MAX_FIELD_NOTES = 4  # annotation queries per flow for the field task
 # An instance holds more flows than anyone asks about: the workflow corpus of a split gets this many
 # unqueried flows of the same domain per queried one.
 WORKFLOW_DISTRACTORS = 2
+# Bumped when the same seed would give different data. 2: gold labels earned by their query's text
+# (helpers.data.rules, helpers.data.audit); 1: every object of a step was gold.
+DATASET_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,45 +101,67 @@ def field_query(annotation: str, table: Table) -> str:
 # queries
 
 
-def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: str) -> tuple[dict, list[dict]]:
-    """Queries and qrels for every task, and a record per flow (requirement, annotations)."""
+def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: str,
+                 selection: dict[str, list[str]] | None = None) -> tuple[dict, list[dict]]:
+    """Queries and qrels for every task, and a record per flow (requirement, annotations).
+
+    Gold labels are exactly what each text names (:class:`helpers.data.flows.Renderer`) plus the
+    declared rules of :mod:`helpers.data.rules`: a requirement's tables are the tables it names, a
+    step note is a table query only if it names the step's table, and a field query's gold is the
+    fields its note names. ``selection`` (the ``selection`` entry of an English split's result)
+    makes a translated split ask about the same steps as English dev; a translated query whose text
+    names none of its objects is left out and counted in ``unnamed``.
+    """
     rend = Renderer(catalog, pools)
     q = {t: {} for t in TASKS}
     rel = {t: {} for t in TASKS}
+    picked = {"table": [], "field": []}
+    unnamed = {"table": 0, "field": 0}
     records = []
     for fl in flows:
         rng = random.Random(stable_hash(str(seed), "text", lang, fl.flow_id))
-        req = rend.requirement(rng, fl)
-        notes = {s.sid: rend.annotation(rng, s) for s in fl.all_steps() if s.table is not None or s.fields}
+        req, req_named = rend.render_requirement(rng, fl)
+        notes = {s.sid: rend.render_annotation(rng, s) for s in fl.all_steps() if s.table is not None or s.fields}
         records.append({"flow_id": fl.flow_id, "requirement": req,
-                        "annotations": {str(k): v for k, v in notes.items()}})
+                        "annotations": {str(k): v[0] for k, v in notes.items()}})
         q["step"][fl.flow_id] = req
-        rel["step"][fl.flow_id] = {n: 1 for n in fl.step_names()}
+        steps = set(fl.step_names())
+        rel["step"][fl.flow_id] = {n: 1 for n in sorted(_objects(req_named, "step") & steps)}
         q["workflow"][fl.flow_id] = req
         rel["workflow"][fl.flow_id] = {fl.flow_id: 1}
-        q["table"][f"{fl.flow_id}-req"] = req
-        rel["table"][f"{fl.flow_id}-req"] = {n: 1 for n in fl.table_names()}
-        # Which steps become queries depends on the flow only, so translated splits share dev's qrels.
-        pick = random.Random(stable_hash(str(seed), "select", fl.flow_id))
-        with_table = [s for s in fl.all_steps() if s.table is not None and s.sid in notes]
-        for s in _sample(pick, with_table, MAX_TABLE_NOTES):
-            q["table"][f"{fl.flow_id}-s{s.sid}"] = notes[s.sid]
-            rel["table"][f"{fl.flow_id}-s{s.sid}"] = {s.table.name: 1}
-        with_fields = [s for s in fl.all_steps() if s.table is not None and s.fields and s.sid in notes
-                       and all(f.table in _lineage(catalog, s.table) for f in s.fields)]
-        for s in _sample(pick, with_fields, MAX_FIELD_NOTES):
-            q["field"][f"{fl.flow_id}-s{s.sid}"] = field_query(notes[s.sid], s.table)
-            rel["field"][f"{fl.flow_id}-s{s.sid}"] = {f"{s.table.name}.{f.name}": 1 for f in s.fields}
-    return {"queries": q, "qrels": rel}, records
+        req_tables = _objects(req_named, "table")
+        if req_tables:
+            q["table"][f"{fl.flow_id}-req"] = req
+            rel["table"][f"{fl.flow_id}-req"] = {n: 1 for n in sorted(req_tables)}
+        if selection is None:
+            # Which steps become queries depends on the flow and the English text only.
+            pick = random.Random(stable_hash(str(seed), "select", fl.flow_id))
+            with_table = [s for s in fl.all_steps() if s.sid in notes and s.table is not None
+                          and ("table", s.table.name) in notes[s.sid][1]]
+            with_fields = [s for s in fl.all_steps() if s.sid in notes and s.table is not None
+                           and _objects(notes[s.sid][1], "field")]
+            chosen = {"table": [s.sid for s in _sample(pick, with_table, MAX_TABLE_NOTES)],
+                      "field": [s.sid for s in _sample(pick, with_fields, MAX_FIELD_NOTES)]}
+        else:
+            chosen = {task: [int(qid.rsplit("-s", 1)[1]) for qid in selection[task]
+                             if qid.rsplit("-s", 1)[0] == fl.flow_id] for task in ("table", "field")}
+        by_sid = {s.sid: s for s in fl.all_steps()}
+        for task in ("table", "field"):
+            for sid in chosen[task]:
+                qid = f"{fl.flow_id}-s{sid}"
+                picked[task].append(qid)
+                text, named = notes[sid]
+                gold = _objects(named, task)
+                if not gold:
+                    unnamed[task] += 1
+                    continue
+                q[task][qid] = text if task == "table" else field_query(text, by_sid[sid].table)
+                rel[task][qid] = {n: 1 for n in sorted(gold)}
+    return {"queries": q, "qrels": rel, "selection": picked, "unnamed": unnamed}, records
 
 
-def _lineage(catalog: Catalog, t: Table) -> set[str]:
-    out = set()
-    cur: Table | None = t
-    while cur is not None:
-        out.add(cur.name)
-        cur = catalog.tables.get(cur.extends) if cur.extends else None
-    return out
+def _objects(named: set, kind: str) -> set[str]:
+    return {name for k, name in named if k == kind}
 
 
 def _sample(rng: random.Random, items: list, k: int) -> list:
@@ -228,8 +253,14 @@ def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str 
 def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *, train_flows: int | None = None,
                   dev_flows: int | None = None, ood_flows: int | None = None,
                   languages: tuple[str, ...] = TRANSLATED, catalog: Catalog | None = None,
-                  progress: bool = True) -> dict:
-    """Build the whole dataset into ``out``; return the stats dict (also written to stats.json)."""
+                  progress: bool = True, overwrite: bool = False) -> dict:
+    """Build the whole dataset into ``out``; return the stats dict (also written to stats.json).
+
+    ``out`` must be new, empty or a folder this builder wrote (it leaves a marker file); any other
+    non-empty folder is refused unless ``overwrite``, which replaces the builder's own entries
+    (``beir/``, ``train/``, ``flows/``, ``stats.json``) and keeps every other file.
+    """
+    check_output_dir(out, overwrite=overwrite)  # before any work: a refused --out costs nothing
     prof = get_profile(profile)
     n_train = prof.train_flows if train_flows is None else train_flows
     n_dev = prof.dev_flows if dev_flows is None else dev_flows
@@ -240,14 +271,16 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
 
     splits = ["train", "dev"] + [s for s in SPLITS_OOD if any(d.split == s for d in catalog.domains.values())]
     sizes = {"train": n_train, "dev": n_dev, **{s: n_ood for s in splits[2:]}}
-    stats: dict = {"seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in TASKS},
+    stats: dict = {"dataset_version": DATASET_VERSION, "seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in TASKS},
                    "corpus": {t: {} for t in TASKS}, "qrels": {t: {} for t in TASKS},
-                   "word_overlap": {t: {} for t in TASKS}, "train_pairs": {}, "steps_per_flow": {}}
+                   "word_overlap": {t: {} for t in TASKS}, "train_pairs": {}, "steps_per_flow": {},
+                   "unnamed_dropped": {}}
     en_train = load_pools(catalog, "en", "train")
     en_test = load_pools(catalog, "en", "test")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, creator="helpers.data build") as tmp:
         bar = tqdm(splits + [f"dev-{lang}" for lang in languages], desc="build", disable=not progress)
         dev_flows_list: list[Flow] = []
+        dev_selection: dict[str, list[str]] = {}
         distractors: dict[str, list[Flow]] = {}
         train_yaml: set[str] = set()
         for split in bar:
@@ -265,7 +298,11 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
                     train_yaml = {flow_to_yaml(f) for f in flows}
                 if split == "dev":
                     dev_flows_list = flows
-            rendered, records = render_split(catalog, flows, pools, seed, lang)
+            rendered, records = render_split(catalog, flows, pools, seed, lang,
+                                             selection=dev_selection if split.startswith("dev-") else None)
+            if split == "dev":
+                dev_selection = rendered["selection"]
+            stats["unnamed_dropped"][split] = rendered["unnamed"]
             base = "dev" if split.startswith("dev-") else split
             if base != "train":
                 if base not in distractors:

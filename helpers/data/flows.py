@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import yaml
 
 from helpers.data.catalog import Catalog, Domain, Field, Step, Table
-from helpers.data.language import Pools, alias_pool, choose, fill, finish_sentence
+from helpers.data.language import Pools, alias_pool, choose, fill, finish_sentence, slots_of
+from helpers.data.rules import FIXED_TABLE, MANAGER_RULE, STEP_RULES, WITHOUT_VALUES, field_id
 
 LITERAL_TYPES = {"choice", "boolean", "integer", "currency", "date", "datetime"}
 PEOPLE = ["Maria Lopez", "Chen Wei", "Amara Okafor", "David Cohen", "Yuki Tanaka", "Lena Fischer",
@@ -28,8 +29,15 @@ DAYS = [2, 3, 5, 7, 14, 30]  # no 1: "1 days" templates would be ungrammatical
 # How often a request names an object by its UI label rather than an alias: people say a table's
 # name ("incident", "change request") often, a field's label ("Assignment group") rarely.
 LABEL_RATE = {"table": 0.5, "field": 0.1}
-# How often a step's text must name the fields it sets or checks (otherwise they may stay implicit).
-FIELD_MENTION_RATE = 0.7
+# How often a text prefers a phrasing that names each object a step uses (per slot). Whatever is
+# named becomes gold; what is not named is not (see helpers.data.rules for the declared exceptions).
+# Notes are what a flow author writes to explain a step, so they name its fields whenever a phrasing
+# can; requirements describe intent and leave more implicit.
+NAME_RATE = {
+    "note": {"table": 0.85, "fields": 1.0, "cond": 1.0, "who": 1.0},
+    "clause": {"table": 0.85, "fields": 0.7, "cond": 1.0, "who": 1.0},
+}
+NAMING_SLOTS = ("table", "fields", "cond", "who", "value")
 BLOCKS = {  # block kind -> weight
     "update_trigger": 20, "notify": 18, "approval": 12, "create_related": 14, "lookup_update": 8,
     "loop": 8, "branch": 10, "spoke": 12, "wait": 5, "misc": 6,
@@ -123,6 +131,7 @@ class FlowGenerator:
     def __init__(self, catalog: Catalog, domain: Domain):
         self.cat, self.domain = catalog, domain
         self.tables = catalog.tables_for(domain)
+        self.table_names = {t.name for t in self.tables}
         self.task_tables = [t for t in domain.tables if t.is_a("task", catalog)] or domain.tables
         self.steps_by_role: dict[str, list[Step]] = {}
         for s in catalog.core_steps:
@@ -225,6 +234,13 @@ class FlowGenerator:
     # -- blocks ------------------------------------------------------------------------------
     def _new(self, ctx, step: Step, **kw) -> FlowStep:
         ctx["sid"] += 1
+        fixed = FIXED_TABLE.get(step.name)
+        if fixed and fixed in self.table_names:
+            # A knowledge step acts on the knowledge base, whatever record the flow started from.
+            kw.update(table=self.cat.tables[fixed], values=[], cond=None)
+        if step.name in WITHOUT_VALUES:
+            # Journal steps write one journal field, fixed by the step (a declared rule), not drawn ones.
+            kw["values"] = []
         return FlowStep(sid=ctx["sid"], step=step, **kw)
 
     def _notify(self, rng, ctx, table: Table) -> list[FlowStep]:
@@ -285,8 +301,9 @@ class FlowGenerator:
         if kind == "lookup_update":
             t2 = self._related(rng, T)
             out = [self._new(ctx, self._step(rng, "lookup"), table=t2, values=self._fields(rng, t2, 1))]
-            out.append(self._new(ctx, self._step(rng, "update"), table=rng.choice([T, t2]),
-                                 values=self._fields(rng, rng.choice([T, t2]), rng.randint(1, 2))))
+            target = rng.choice([T, t2])  # drawn once: the updated table and its fields must agree
+            out.append(self._new(ctx, self._step(rng, "update"), table=target,
+                                 values=self._fields(rng, target, rng.randint(1, 2))))
             return out
         if kind == "loop":
             t2 = self._child_table(rng, T) if T is not None else self._zipf(rng, self.task_tables)
@@ -435,7 +452,13 @@ def flow_to_yaml(flow: Flow) -> str:
 
 
 class Renderer:
-    """Renders requirements and annotations of flows in one language and one side's phrasing."""
+    """Renders requirements and annotations of flows in one language and one side's phrasing.
+
+    Every ``render_*`` method returns the text and the set of objects it names, as
+    ``("table", name)``, ``("field", "table.field")`` or ``("step", name)``, plus objects the text
+    reaches through a declared rule (:mod:`helpers.data.rules`). The builder makes gold labels of
+    exactly these, so a label is always earned by the words of its query.
+    """
 
     def __init__(self, catalog: Catalog, pools: Pools):
         self.cat, self.p = catalog, pools
@@ -470,23 +493,33 @@ class Renderer:
         t = rng.choice(self.p.sentence[key])
         return fill(t, {"fields": self._alias(rng, who.field, "field")})
 
-    def _slots(self, rng, s: FlowStep, max_fields: int) -> dict[str, str]:
+    def _slots(self, rng, s: FlowStep, max_fields: int) -> tuple[dict[str, str], dict[str, set]]:
+        """Slot texts, and for each slot the objects its text names."""
         slots: dict[str, str] = {}
-        if s.table is not None:
-            slots["table"] = self._alias(rng, s.table, "table")
+        names: dict[str, set] = {}
+        T = s.table
+        if T is not None:
+            slots["table"] = self._alias(rng, T, "table")
+            names["table"] = {("table", T.name)}
         vals = [v for v in s.values]
         if vals:
-            fs = [self._alias(rng, v.field, "field") for v in vals[:max_fields]]
-            slots["fields"] = self._join(fs)
+            shown = vals[:max_fields]
+            slots["fields"] = self._join([self._alias(rng, v.field, "field") for v in shown])
+            names["fields"] = {("field", field_id(self.cat, T, v.field)) for v in shown}
             if vals[0].literal is not None or vals[0].kind:
                 slots["value"] = self._value(rng, vals[0])
+                names["value"] = set()
         if s.cond is not None:
             slots["cond"] = self._cond(rng, s.cond)
+            names["cond"] = {("field", field_id(self.cat, T, s.cond.field))}
         if s.who is not None:
             slots["who"] = self._who(rng, s.who)
+            names["who"] = {("field", field_id(self.cat, T, s.who.field))}
+            if s.who.via_manager:
+                names["who"] |= MANAGER_RULE
         if s.duration is not None:
             slots["duration"] = rng.choice(self.p.sentence["durations"])
-        return slots
+        return slots, names
 
     def _join(self, items: list[str]) -> str:
         if len(items) == 1:
@@ -495,61 +528,76 @@ class Renderer:
         sep = "、" if self.p.lang == "ja" else ", "
         return sep.join(items[:-1]) + conj + items[-1]
 
-    def _clause(self, rng, s: FlowStep, templates: tuple[str, ...], max_fields: int) -> str:
-        slots = self._slots(rng, s, max_fields)
+    def _clause(self, rng, s: FlowStep, templates: tuple[str, ...], max_fields: int, kind: str) -> tuple[str, set]:
+        slots, names = self._slots(rng, s, max_fields)
         if "value" in slots and len(s.values) > 1 and rng.random() < 0.7:
             # A template like "set the {fields} to {value}" would give one value to every field.
             slots.pop("value")
-        required = {"fields"} & set(slots) if (s.step.role in ("create", "update", "lookup", "lookup_many")
-                                                and rng.random() < FIELD_MENTION_RATE) else set()
+        rates = NAME_RATE[kind]
+        required = {k for k in slots if k in rates and rng.random() < rates[k]}
         t = choose(rng, templates, set(slots), required)
         if t is None:
             raise ValueError(f"no {self.p.lang}/{self.p.side} phrase of step {s.step.name} fits slots {sorted(slots)}")
-        return fill(t, slots)
+        named = set().union(*(names.get(k, set()) for k in slots_of(t)))
+        named |= _step_rule_objects(self.cat, s)
+        return fill(t, slots), named
 
-    def annotation(self, rng, s: FlowStep) -> str:
+    def render_annotation(self, rng, s: FlowStep) -> tuple[str, set]:
         """The short note a flow author writes next to a step (the field and table queries)."""
         notes = self.p.step_notes.get(s.step.name)
         if not notes:
             raise ValueError(f"no {self.p.lang}/{self.p.side} notes for step {s.step.name}")
-        text = self._clause(rng, s, notes, max_fields=3)
-        return " ".join(text.split())
+        text, named = self._clause(rng, s, notes, max_fields=3, kind="note")
+        return " ".join(text.split()), named
 
-    def requirement(self, rng, flow: Flow) -> str:
-        """What a person asks for: trigger clause, then the steps in order, some left implicit."""
+    def annotation(self, rng, s: FlowStep) -> str:
+        return self.render_annotation(rng, s)[0]
+
+    def render_requirement(self, rng, flow: Flow) -> tuple[str, set]:
+        """What a person asks for: trigger clause, then the steps in order, some left implicit.
+
+        Named objects include a ``("step", name)`` for every step whose phrase is in the text.
+        """
         p = self.p
         trig = flow.trigger
-        tslots = {}
+        tslots, named = {}, set()
         if trig.table is not None:
             tslots["table"] = self._alias(rng, trig.table, "table")
+            named.add(("table", trig.table.name))
         if trig.cond is not None:
             tslots["cond"] = self._cond(rng, trig.cond)
         if trig.schedule is not None:
             tslots["schedule"] = rng.choice(p.sentence["schedules"])
-        t = choose(rng, p.triggers[trig.kind], set(tslots), set(tslots) & {"cond"})
+        t = choose(rng, p.triggers[trig.kind], set(tslots), set(tslots) & {"cond", "table"})
         if t is None:
             raise ValueError(f"no {p.lang}/{p.side} trigger phrase for {trig.kind} with slots {sorted(tslots)}")
+        if "table" not in slots_of(t):
+            named.discard(("table", trig.table.name)) if trig.table is not None else None
         parts = [fill(t, tslots)]
         for s in flow.steps:
-            parts += self._clauses(rng, s)
+            parts += self._clauses(rng, s, named)
         opener = rng.choice(p.sentence["openers"])
         comma, space = ("、", "") if p.lang == "ja" else (", ", " ")
         body = parts[0] + comma + self._join_clauses(rng, parts[1:]) if len(parts) > 1 else parts[0]
         text = (opener.rstrip() + space + body) if opener else body
-        return finish_sentence(text, p.lang)
+        return finish_sentence(text, p.lang), named
 
-    def _clauses(self, rng, s: FlowStep) -> list[str]:
+    def requirement(self, rng, flow: Flow) -> str:
+        return self.render_requirement(rng, flow)[0]
+
+    def _clauses(self, rng, s: FlowStep, named: set) -> list[str]:
         if s.implicit:
             return []
         phrases = self.p.step_phrases.get(s.step.name)
         if not phrases:
             raise ValueError(f"no {self.p.lang}/{self.p.side} phrases for step {s.step.name}")
-        own = self._clause(rng, s, phrases, max_fields=2)
+        own, own_named = self._clause(rng, s, phrases, max_fields=2, kind="clause")
+        named |= own_named | {("step", s.step.name)}
         if not s.children:
             return [own]
         inner = []
         for c in s.children:
-            inner += self._clauses(rng, c)
+            inner += self._clauses(rng, c, named)
         if not inner:
             return [own]
         sep = "、" if self.p.lang == "ja" else ", "
@@ -569,3 +617,14 @@ class Renderer:
             else:
                 out = out + " " + conn + " " + c
         return out
+
+
+def _step_rule_objects(catalog: Catalog, s: FlowStep) -> set:
+    """Objects a step's words reach by a declared rule (e.g. "respond publicly" writes comments)."""
+    out = set()
+    for kind, name in STEP_RULES.get(s.step.name, ()):
+        if kind == "table" and s.table is not None and s.table.name == name:
+            out.add(("table", name))
+        elif kind == "field" and s.table is not None and any(f.name == name for f in s.table.fields):
+            out.add(("field", f"{s.table.name}.{name}"))
+    return out

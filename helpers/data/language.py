@@ -200,11 +200,19 @@ def slots_of(template: str) -> set[str]:
 
 
 def choose(rng: random.Random, templates: tuple[str, ...], available: set[str], required: set[str] = frozenset()):
-    """Pick a template whose slots are all available (and that uses every ``required`` slot)."""
-    ok = [t for t in templates if slots_of(t) <= available and required <= slots_of(t)]
+    """Pick a template whose slots are all available, using as many ``required`` slots as any can.
+
+    Among the templates that fit, only those naming the most required slots are drawn from; a
+    required slot no template of this pool offers is simply not named (the caller's trace of what
+    the text names then leaves it out of the gold labels).
+    """
+    ok = [t for t in templates if slots_of(t) <= available]
     if not ok:
-        ok = [t for t in templates if slots_of(t) <= available]
-    return rng.choice(ok) if ok else None
+        return None
+    if required:
+        best = max(len(required & slots_of(t)) for t in ok)
+        ok = [t for t in ok if len(required & slots_of(t)) == best]
+    return rng.choice(ok)
 
 
 def finish_sentence(text: str, lang: str) -> str:

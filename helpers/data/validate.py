@@ -7,7 +7,9 @@
 - no dev / OOD / translated query text, and no dev / OOD flow, appears in train;
 - no training phrasing leaks into test pools: the catalog's train and test pools are disjoint,
   and no test query contains a distinctive (>= 5 word) fixed fragment of a train-only template;
-- the training set is as large as promised for the profile it was built with.
+- the training set is as large as promised for the profile it was built with;
+- the label audit (:mod:`helpers.data.audit`): at least 95% of every query's gold is named by its
+  text or reached by a declared rule, for every task and split.
 """
 
 from __future__ import annotations
@@ -29,7 +31,29 @@ def _fragments(template: str, min_words: int = 5) -> list[str]:
     return [p.lower() for p in parts if len(p.split()) >= min_words]
 
 
-def validate_dataset(folder: str | Path) -> list[str]:
+def _read_stats(path: Path) -> dict:
+    """``stats.json``, or a :class:`DataError` naming the file, line and field that make it unusable."""
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 ({e.reason})", file=path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e.msg} (column {e.colno}); rebuild the dataset", file=path,
+                        line=e.lineno) from None
+    if not isinstance(stats, dict):
+        raise DataError("expected a JSON object; rebuild the dataset", file=path)
+    queries = stats.get("queries")
+    if not isinstance(queries, dict) or not all(
+            isinstance(per, dict) and all(isinstance(n, int) for n in per.values()) for per in queries.values()):
+        raise DataError("missing or malformed: expected {task: {split: number of queries}}", file=path,
+                        field="queries")
+    for key in ("train_pairs", "flows"):
+        if not isinstance(stats.get(key, {}), dict):
+            raise DataError("malformed: expected a JSON object", file=path, field=key)
+    return stats
+
+
+def validate_dataset(folder: str | Path, audit: bool = True) -> list[str]:
     """Return the list of failures (empty when the dataset is valid)."""
     from helpers.beir import load_beir
 
@@ -38,7 +62,7 @@ def validate_dataset(folder: str | Path) -> list[str]:
     stats_path = folder / "stats.json"
     if not stats_path.is_file():
         return [f"{stats_path}: missing (is this a dataset built by `python -m helpers.data build`?)"]
-    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    stats = _read_stats(stats_path)
     texts: dict[str, set[str]] = {}
     for task, per_split in stats["queries"].items():
         for split, n in per_split.items():
@@ -63,14 +87,17 @@ def validate_dataset(folder: str | Path) -> list[str]:
     # flows: a held-out flow must not be a training flow
     train_yaml = set()
     tf = folder / "flows" / "train.jsonl"
-    if tf.is_file():
-        train_yaml = {r["yaml"] for _, r in read_jsonl(tf)}
-    for path in sorted((folder / "flows").glob("*.jsonl")):
-        if path.stem == "train" or path.stem.startswith("dev-"):
-            continue
-        dup = sum(1 for _, r in read_jsonl(path) if r.get("yaml") in train_yaml)
-        if dup:
-            errors.append(f"{path}: {dup} flows identical to training flows")
+    try:
+        if tf.is_file():
+            train_yaml = {r["yaml"] for _, r in read_jsonl(tf, required=("yaml",))}
+        for path in sorted((folder / "flows").glob("*.jsonl")):
+            if path.stem == "train" or path.stem.startswith("dev-"):
+                continue
+            dup = sum(1 for _, r in read_jsonl(path, required=("yaml",)) if r["yaml"] in train_yaml)
+            if dup:
+                errors.append(f"{path}: {dup} flows identical to training flows")
+    except DataError as e:
+        errors.append(str(e))
     # phrasing: distinctive fragments of train-only templates must not show up in test queries
     try:
         cat = load_catalog()
@@ -105,4 +132,12 @@ def validate_dataset(folder: str | Path) -> list[str]:
     for split, n in stats.get("flows", {}).items():
         if n == 0:
             errors.append(f"split {split}: no flows")
+    if audit:
+        # every gold label must be earned by its query's text (helpers.data.audit)
+        from helpers.data.audit import MIN_EXPLAINED, audit_dataset, failures
+
+        try:
+            errors += failures(audit_dataset(folder), MIN_EXPLAINED)
+        except (DataError, KeyError, ValueError) as e:
+            errors.append(f"audit: {e}")
     return errors

@@ -32,8 +32,8 @@ test: setup
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/notebooks-smoke/[0-9][0-9]_*.ipynb
 
 data: setup
-	$(PY) -m helpers.data build --seed 0 --profile $(PROFILE) --out data/generated/$(PROFILE)
-	$(PY) -m helpers.data validate data/generated/$(PROFILE)
+	$(PY) -m helpers.data build --seed 0 --profile $(PROFILE) --out data/generated/$(PROFILE)-seed0
+	$(PY) -m helpers.data validate data/generated/$(PROFILE)-seed0
 
 clean:
 	rm -rf build data/generated

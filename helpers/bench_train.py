@@ -15,7 +15,7 @@ the dev metrics of both setups (``DIR/beir/<task>/dev``). Without it, synthetic 
 batches are full) -- enough to time a step, not to judge quality.
 
     python -m helpers.bench_train                       # both models, 256 pairs each setup
-    python -m helpers.bench_train --model me5-small --pairs 512 --data data/generated
+    python -m helpers.bench_train --model me5-small --pairs 512 --data data/generated/cpu-seed0
 """
 
 from __future__ import annotations

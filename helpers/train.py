@@ -64,7 +64,7 @@ same task so every process of a step works on the same task (accelerate hands ba
 
 CLI::
 
-    python -m helpers.train --config configs/multitask.yaml --profile cpu --data data/generated
+    python -m helpers.train --config configs/multitask.yaml --profile cpu --data data/generated/cpu-seed0
     python -m helpers.train --config configs/example.yaml --profile smoke \\
         --train-jsonl data/examples/train.jsonl --corpora data/examples/beir --out runs/example
 """
@@ -100,7 +100,13 @@ from helpers.tasks import TASKS, TRAIN_TASKS, UnknownTaskError, get_task, task_p
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO_ROOT / "data" / "generated"
+
+
+def default_data_dir(profile: str) -> Path:
+    """Where ``make data`` and the notebooks build the profile's dataset (data seed 0)."""
+    from helpers.workspace import dataset_dir
+
+    return dataset_dir(profile, 0)
 MIXINGS = ("proportional", "round_robin", "temperature")
 HARD_NEGATIVES = (None, "model", "bm25")
 TEXT_COLUMNS = ("anchor", "positive", "negative")
@@ -1079,7 +1085,7 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         source: Any = cfg.train_jsonl
         eval_root = Path(cfg.corpora) if cfg.corpora else None
     else:
-        ddir = Path(cfg.data_dir) if cfg.data_dir else DEFAULT_DATA_DIR
+        ddir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir(prof.name)
         if not ddir.is_dir():
             raise DataError("training data folder not found: build it with `python -m helpers.data build` "
                             "or pass --data DIR / --train-jsonl FILE", file=ddir)

@@ -353,3 +353,15 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     other = json.loads((out / "train_log.rank1.json").read_text())
     assert other["task_per_step"] == log["training"]["task_per_step"]      # same task on both processes
     assert (out / "model" / "modules.json").is_file()
+
+
+def test_default_data_dir_is_where_make_data_and_the_notebooks_build(monkeypatch, tmp_path):
+    from helpers.train import default_data_dir
+    from helpers.workspace import REPO, dataset_dir
+
+    monkeypatch.setenv("CASE_STUDY_DATA", str(tmp_path))
+    assert default_data_dir("cpu") == tmp_path / "cpu-seed0" == dataset_dir("cpu", 0)
+    assert "--out data/generated/$(PROFILE)-seed0" in (REPO / "Makefile").read_text()
+    for cfg in sorted((REPO / "configs").glob("*.yaml")):
+        header = cfg.read_text().split("\n", 3)[:3]
+        assert not any(line.rstrip().endswith("--data data/generated") for line in header), cfg

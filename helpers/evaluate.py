@@ -68,7 +68,7 @@ def make_retriever(spec: str, task: str | None = None, cache_dir: str | os.PathL
         raise ValueError(f"empty retriever spec; expected {SPEC_HELP}")
     spec = spec.strip()
     if spec.startswith("hybrid:"):
-        parts = [p for p in spec[len("hybrid:"):].split("+")]
+        parts = _spec_parts(spec)
         if len(parts) < 2 or any(not p.strip() for p in parts):
             raise ValueError(f"bad hybrid spec {spec!r}: expected hybrid:A+B, e.g. hybrid:bm25+minilm-l6")
         if any(p.strip().startswith("hybrid:") for p in parts):

@@ -53,9 +53,7 @@ def _name_re(name: str) -> re.Pattern:
 
 
 def _has_name(query: str, name: str, substring: bool) -> bool:
-    name = _norm(name).strip()
-    if not name:
-        return False
+    """``name`` (normalised by :meth:`Namer.names_of`) occurs in ``query`` (normalised by :func:`_norm`)."""
     if substring:
         return name in query or name.replace(" ", "") in query.replace(" ", "")
     return bool(_name_re(name).search(query))
@@ -126,7 +124,8 @@ class Namer:
         else:
             s = self.cat.steps.get(oid)
             base = {oid.replace("_", " ")} | ({s.label.lower()} if s is not None else set())
-        return tuple(sorted(self._terms(base)))
+        # normalised once here, not per query: the audit checks every gold label of every split
+        return tuple(sorted({n for n in (_norm(t).strip() for t in self._terms(base)) if n}))
 
     def named(self, query: str, kind: str, oid: str) -> bool:
         if any(_has_name(query, n, self.substring) for n in self.names_of(kind, oid)):
@@ -143,11 +142,10 @@ class Namer:
         fired: dict[str, set] = {}
         if any(_has_template(query, t, self.substring) for t in self.manager_templates):
             fired["manager"] = set(MANAGER_RULE)
-        for step, objs in STEP_RULES.items():
-            if any(_has_template(query, t, self.substring) for t in self.step_templates.get(step, ())):
-                name = "knowledge" if any(k == "table" for k, _ in objs) else "journal"
-                fired.setdefault(name, set()).update(
-                    (k, o if k == "table" else f"*.{o}") for k, o in objs)
+        for name, steps in STEP_RULES.items():
+            for step, objs in steps.items():
+                if any(_has_template(query, t, self.substring) for t in self.step_templates.get(step, ())):
+                    fired.setdefault(name, set()).update((k, o if k == "table" else f"*.{o}") for k, o in objs)
         return fired
 
 

@@ -102,20 +102,21 @@ def field_query(annotation: str, table: Table) -> str:
 
 
 def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: str,
-                 selection: dict[str, list[str]] | None = None) -> tuple[dict, list[dict]]:
+                 selection: dict[str, dict[str, list[int]]] | None = None) -> tuple[dict, list[dict]]:
     """Queries and qrels for every task, and a record per flow (requirement, annotations).
 
     Gold labels are exactly what each text names (:class:`helpers.data.flows.Renderer`) plus the
     declared rules of :mod:`helpers.data.rules`: a requirement's tables are the tables it names, a
     step note is a table query only if it names the step's table, and a field query's gold is the
-    fields its note names. ``selection`` (the ``selection`` entry of an English split's result)
-    makes a translated split ask about the same steps as English dev; a translated query whose text
-    names none of its objects is left out and counted in ``unnamed``.
+    fields its note names. ``selection`` (the ``selection`` entry of an English split's result:
+    ``{task: {flow_id: [step ids]}}``) makes a translated split ask about the same steps as English
+    dev; a translated query whose text names none of its objects is left out and counted in
+    ``unnamed``.
     """
     rend = Renderer(catalog, pools)
     q = {t: {} for t in TASKS}
     rel = {t: {} for t in TASKS}
-    picked = {"table": [], "field": []}
+    picked: dict[str, dict[str, list[int]]] = {"table": {}, "field": {}}
     unnamed = {"table": 0, "field": 0}
     records = []
     for fl in flows:
@@ -143,13 +144,12 @@ def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: st
             chosen = {"table": [s.sid for s in _sample(pick, with_table, MAX_TABLE_NOTES)],
                       "field": [s.sid for s in _sample(pick, with_fields, MAX_FIELD_NOTES)]}
         else:
-            chosen = {task: [int(qid.rsplit("-s", 1)[1]) for qid in selection[task]
-                             if qid.rsplit("-s", 1)[0] == fl.flow_id] for task in ("table", "field")}
+            chosen = {task: selection[task].get(fl.flow_id, []) for task in ("table", "field")}
         by_sid = {s.sid: s for s in fl.all_steps()}
         for task in ("table", "field"):
+            picked[task][fl.flow_id] = chosen[task]
             for sid in chosen[task]:
                 qid = f"{fl.flow_id}-s{sid}"
-                picked[task].append(qid)
                 text, named = notes[sid]
                 gold = _objects(named, task)
                 if not gold:
@@ -280,7 +280,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     with atomic_dir(out, overwrite=overwrite, creator="helpers.data build") as tmp:
         bar = tqdm(splits + [f"dev-{lang}" for lang in languages], desc="build", disable=not progress)
         dev_flows_list: list[Flow] = []
-        dev_selection: dict[str, list[str]] = {}
+        dev_selection: dict[str, dict[str, list[int]]] = {}
         distractors: dict[str, list[Flow]] = {}
         train_yaml: set[str] = set()
         for split in bar:

@@ -20,7 +20,7 @@ import yaml
 
 from helpers.data.catalog import Catalog, Domain, Field, Step, Table
 from helpers.data.language import Pools, alias_pool, choose, fill, finish_sentence, slots_of
-from helpers.data.rules import FIXED_TABLE, MANAGER_RULE, STEP_RULES, WITHOUT_VALUES, field_id
+from helpers.data.rules import FIXED_TABLE, MANAGER_RULE, STEP_OBJECTS, WITHOUT_VALUES, field_id
 
 LITERAL_TYPES = {"choice", "boolean", "integer", "currency", "date", "datetime"}
 PEOPLE = ["Maria Lopez", "Chen Wei", "Amara Okafor", "David Cohen", "Yuki Tanaka", "Lena Fischer",
@@ -37,7 +37,6 @@ NAME_RATE = {
     "note": {"table": 0.85, "fields": 1.0, "cond": 1.0, "who": 1.0},
     "clause": {"table": 0.85, "fields": 0.7, "cond": 1.0, "who": 1.0},
 }
-NAMING_SLOTS = ("table", "fields", "cond", "who", "value")
 BLOCKS = {  # block kind -> weight
     "update_trigger": 20, "notify": 18, "approval": 12, "create_related": 14, "lookup_update": 8,
     "loop": 8, "branch": 10, "spoke": 12, "wait": 5, "misc": 6,
@@ -113,12 +112,6 @@ class Flow:
 
     def step_names(self) -> list[str]:
         return sorted({s.step.name for s in self.all_steps()})
-
-    def table_names(self) -> list[str]:
-        names = {s.table.name for s in self.all_steps() if s.table is not None}
-        if self.trigger.table is not None:
-            names.add(self.trigger.table.name)
-        return sorted(names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,16 +498,16 @@ class Renderer:
         if vals:
             shown = vals[:max_fields]
             slots["fields"] = self._join([self._alias(rng, v.field, "field") for v in shown])
-            names["fields"] = {("field", field_id(self.cat, T, v.field)) for v in shown}
+            names["fields"] = {("field", field_id(T, v.field)) for v in shown}
             if vals[0].literal is not None or vals[0].kind:
                 slots["value"] = self._value(rng, vals[0])
                 names["value"] = set()
         if s.cond is not None:
             slots["cond"] = self._cond(rng, s.cond)
-            names["cond"] = {("field", field_id(self.cat, T, s.cond.field))}
+            names["cond"] = {("field", field_id(T, s.cond.field))}
         if s.who is not None:
             slots["who"] = self._who(rng, s.who)
-            names["who"] = {("field", field_id(self.cat, T, s.who.field))}
+            names["who"] = {("field", field_id(T, s.who.field))}
             if s.who.via_manager:
                 names["who"] |= MANAGER_RULE
         if s.duration is not None:
@@ -563,7 +556,6 @@ class Renderer:
         tslots, named = {}, set()
         if trig.table is not None:
             tslots["table"] = self._alias(rng, trig.table, "table")
-            named.add(("table", trig.table.name))
         if trig.cond is not None:
             tslots["cond"] = self._cond(rng, trig.cond)
         if trig.schedule is not None:
@@ -571,8 +563,8 @@ class Renderer:
         t = choose(rng, p.triggers[trig.kind], set(tslots), set(tslots) & {"cond", "table"})
         if t is None:
             raise ValueError(f"no {p.lang}/{p.side} trigger phrase for {trig.kind} with slots {sorted(tslots)}")
-        if "table" not in slots_of(t):
-            named.discard(("table", trig.table.name)) if trig.table is not None else None
+        if "table" in slots_of(t):
+            named.add(("table", trig.table.name))
         parts = [fill(t, tslots)]
         for s in flow.steps:
             parts += self._clauses(rng, s, named)
@@ -622,7 +614,7 @@ class Renderer:
 def _step_rule_objects(catalog: Catalog, s: FlowStep) -> set:
     """Objects a step's words reach by a declared rule (e.g. "respond publicly" writes comments)."""
     out = set()
-    for kind, name in STEP_RULES.get(s.step.name, ()):
+    for kind, name in STEP_OBJECTS.get(s.step.name, ()):
         if kind == "table" and s.table is not None and s.table.name == name:
             out.add(("table", name))
         elif kind == "field" and s.table is not None and any(f.name == name for f in s.table.fields):

@@ -21,27 +21,20 @@ from __future__ import annotations
 
 MANAGER_RULE = frozenset({("table", "sys_user"), ("field", "sys_user.manager"), ("step", "look_up_record")})
 
-# step -> objects it always uses: ("table", name) or ("field", field name on the step's table)
-STEP_RULES: dict[str, tuple[tuple[str, str], ...]] = {
-    "add_comment": (("field", "comments"),),
-    "add_work_note": (("field", "work_notes"),),
-    "create_knowledge_article": (("table", "kb_knowledge"),),
-    "publish_knowledge_article": (("table", "kb_knowledge"),),
-    "retire_knowledge_article": (("table", "kb_knowledge"),),
+# rule -> step -> objects the step always uses: ("table", name) or ("field", field name on its table)
+STEP_RULES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    "journal": {"add_comment": (("field", "comments"),), "add_work_note": (("field", "work_notes"),)},
+    "knowledge": {step: (("table", "kb_knowledge"),)
+                  for step in ("create_knowledge_article", "publish_knowledge_article", "retire_knowledge_article")},
 }
+STEP_OBJECTS = {step: objs for steps in STEP_RULES.values() for step, objs in steps.items()}
 # steps whose table is fixed by what they do
-FIXED_TABLE = {name: t for name, objs in STEP_RULES.items() for kind, t in objs if kind == "table"}
+FIXED_TABLE = {name: t for name, objs in STEP_OBJECTS.items() for kind, t in objs if kind == "table"}
 # steps that get no drawn field values (their field is fixed by a rule above)
-WITHOUT_VALUES = frozenset(name for name, objs in STEP_RULES.items() if any(k == "field" for k, _ in objs))
-
-RULES = {
-    "manager": "a manager_recipients phrasing covers sys_user, sys_user.manager and look_up_record",
-    "journal": "add_comment phrasings cover <table>.comments; add_work_note phrasings cover <table>.work_notes",
-    "knowledge": "create/publish/retire_knowledge_article phrasings cover kb_knowledge",
-}
+WITHOUT_VALUES = frozenset(name for name, objs in STEP_OBJECTS.items() if any(k == "field" for k, _ in objs))
 
 
-def field_id(catalog, table, f) -> str:
+def field_id(table, f) -> str:
     """The field corpus id of field ``f`` as seen from ``table`` (inherited fields live under it)."""
     if table is not None and any(x.name == f.name for x in table.fields):
         return f"{table.name}.{f.name}"

@@ -1,4 +1,4 @@
-"""Retrieval metrics on plain BEIR dicts, matching trec_eval, plus significance tools.
+"""Retrieval metrics on plain BEIR dicts, computed by trec_eval (``pytrec_eval``), plus significance tools.
 
 Inputs are ``qrels {qid: {doc_id: grade}}`` and ``run {qid: {doc_id: score}}``. Metrics (all "@k"):
 
@@ -10,16 +10,23 @@ Inputs are ``qrels {qid: {doc_id: grade}}`` and ``run {qid: {doc_id: score}}``. 
             ideal from all judged documents sorted by grade
 ``map``     trec_eval ``map_cut_k``: sum of precision at each relevant rank <= k / all relevant documents
 
-Ranking order follows trec_eval exactly: score descending, ties broken by document id
-*descending* (trec_eval sorts by ``(sim, docno)`` both decreasing, comparing docnos with ``strcmp``;
-Python's ``str`` order is code-point order, which is the same as UTF-8 byte order). The tests check
-every metric against ``pytrec_eval`` to 1e-9.
+The numbers come from ``pytrec_eval`` (trec_eval's own code); this module is the thin wrapper that
+keeps our conventions on top of it:
 
-Queries in ``qrels`` that are missing from ``run``: trec_eval skips them, which flatters a system
-that returns nothing for hard queries. Here they score 0 on every metric and count in the mean by
-default (``include_missing=True``); pass ``include_missing=False`` for trec_eval's behaviour.
-Queries in ``run`` but not in ``qrels`` are ignored, as in trec_eval. A query with no relevant
-document scores 0 (as in trec_eval); :func:`helpers.beir.load_beir` drops such queries up front.
+* Ranking order is trec_eval's: score descending, ties broken by document id *descending*
+  (trec_eval sorts by ``(sim, docno)`` both decreasing, comparing docnos with ``strcmp``; Python's
+  ``str`` order is code-point order, the same as UTF-8 byte order). :func:`rank_documents` gives that
+  order, for cutting a run to k for ``mrr`` and for fusion (:func:`helpers.retrieval.rrf_fuse`).
+* Queries in ``qrels`` that are missing from ``run`` (or have an empty ranking): trec_eval skips them,
+  which flatters a system that returns nothing for hard queries. Here they score 0 on every metric and
+  count in the mean by default (``include_missing=True``); pass ``include_missing=False`` for
+  trec_eval's behaviour. Queries in ``run`` but not in ``qrels`` are ignored, as in trec_eval. A query
+  with no relevant document scores 0 (as in trec_eval); :func:`helpers.beir.load_beir` drops such
+  queries up front.
+
+The paired tests and the bootstrap stay ours: ranx (the library that has paired tests) has neither a
+paired bootstrap with a confidence interval nor our seeded sign-flip randomization, and it is not in
+this environment (it needs numba).
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ import numpy as np
 METRICS = ("recall", "hit", "mrr", "ndcg", "map")
 DEFAULT_KS = (1, 5, 10, 15)
 
+# our name -> trec_eval's measure (mrr is recip_rank on the run cut to k, see per_query_metrics)
+_TREC_MEASURES = {"recall": "recall", "hit": "success", "ndcg": "ndcg_cut", "map": "map_cut"}
+
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
 
@@ -39,50 +49,6 @@ Run = Mapping[str, Mapping[str, float]]
 def rank_documents(scores: Mapping[str, float]) -> list[str]:
     """Document ids in trec_eval order: score descending, then document id descending."""
     return [d for d, _ in sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
-
-
-def recall_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    n_rel = sum(1 for g in rels.values() if g > 0)
-    if n_rel == 0:
-        return 0.0
-    return sum(1 for d in ranking[:k] if rels.get(d, 0) > 0) / n_rel
-
-
-def hit_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    return 1.0 if any(rels.get(d, 0) > 0 for d in ranking[:k]) else 0.0
-
-
-def mrr_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    for i, d in enumerate(ranking[:k]):
-        if rels.get(d, 0) > 0:
-            return 1.0 / (i + 1)
-    return 0.0
-
-
-def ndcg_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    dcg = 0.0
-    for i, d in enumerate(ranking[:k]):
-        gain = rels.get(d, 0)
-        if gain > 0:
-            dcg += gain / math.log2(i + 2)
-    ideal = sorted((g for g in rels.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def map_at_k(rels: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    n_rel = sum(1 for g in rels.values() if g > 0)
-    if n_rel == 0:
-        return 0.0
-    found, total = 0, 0.0
-    for i, d in enumerate(ranking[:k]):
-        if rels.get(d, 0) > 0:
-            found += 1
-            total += found / (i + 1)
-    return total / n_rel
-
-
-METRIC_FUNCTIONS = {"recall": recall_at_k, "hit": hit_at_k, "mrr": mrr_at_k, "ndcg": ndcg_at_k, "map": map_at_k}
 
 
 def metric_names(ks: Iterable[int] = DEFAULT_KS, metrics: Iterable[str] = METRICS) -> list[str]:
@@ -95,23 +61,46 @@ def _check(ks, metrics) -> tuple[tuple[int, ...], tuple[str, ...]]:
     if not ks or any(k < 1 for k in ks):
         raise ValueError(f"cutoffs must be positive integers, got {ks}")
     metrics = tuple(metrics)
-    unknown = [m for m in metrics if m not in METRIC_FUNCTIONS]
+    unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
     return ks, metrics
+
+
+def _trec_eval(qrels: Qrels, run: Run, ks: tuple[int, ...], metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``{qid: {"recall@5": v, ...}}`` from pytrec_eval, for the queries it scores (judged and ranked)."""
+    import pytrec_eval
+
+    qrels = {q: {d: int(g) for d, g in rels.items()} for q, rels in qrels.items()}
+    run = {q: {d: float(s) for d, s in scores.items()} for q, scores in run.items() if q in qrels and scores}
+    out: dict[str, dict[str, float]] = {q: {} for q in run}
+    cutoffs = ",".join(map(str, ks))
+    measures = {f"{_TREC_MEASURES[m]}.{cutoffs}" for m in metrics if m in _TREC_MEASURES}
+    if measures:
+        for q, vals in pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run).items():
+            out[q].update({f"{m}@{k}": vals[f"{_TREC_MEASURES[m]}_{k}"]
+                           for m in metrics if m in _TREC_MEASURES for k in ks})
+    if "mrr" in metrics:
+        rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"})
+        for k in ks:
+            cut = {q: {d: scores[d] for d in rank_documents(scores)[:k]} for q, scores in run.items()}
+            for q, vals in rr.evaluate(cut).items():
+                out[q][f"mrr@{k}"] = vals["recip_rank"]
+    return out
 
 
 def per_query_metrics(qrels: Qrels, run: Run, ks: Iterable[int] = DEFAULT_KS, metrics: Iterable[str] = METRICS,
                       include_missing: bool = True) -> dict[str, dict[str, float]]:
     """``{qid: {"recall@5": value, ...}}`` for each query of ``qrels`` (see the module doc for missing ones)."""
     ks, metrics = _check(ks, metrics)
+    scored = _trec_eval(qrels, run, ks, metrics)
+    names = metric_names(ks, metrics)
     out: dict[str, dict[str, float]] = {}
     for qid in sorted(qrels):
         if qid not in run and not include_missing:
             continue
-        ranking = rank_documents(run.get(qid, {}))
-        rels = qrels[qid]
-        out[qid] = {f"{m}@{k}": METRIC_FUNCTIONS[m](rels, ranking, k) for m in metrics for k in ks}
+        values = scored.get(qid, {})
+        out[qid] = {name: float(values.get(name, 0.0)) for name in names}
     return out
 
 

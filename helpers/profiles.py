@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, replace
 
+from helpers.splits import OOD_SPLITS
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -36,7 +38,7 @@ class Profile:
     # notebook 03: the caps K of the downsampling ablation
     ablation_caps: tuple[int, ...] = (5, 20, 50)
     # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
-    ood_splits: tuple[str, ...] = tuple(f"ood{i:02d}" for i in range(1, 11))
+    ood_splits: tuple[str, ...] = OOD_SPLITS
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from helpers.io import DataError
+from helpers.splits import OOD_SPLITS
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "data" / "catalog"
 
@@ -39,7 +40,7 @@ ROLE_SLOTS = {
     "utility": {"table"},
     "integration": {"table"},
 }
-SPLITS_OOD = [f"ood{i:02d}" for i in range(1, 11)]
+SPLITS_OOD = list(OOD_SPLITS)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 SLOT_RE = re.compile(r"\{([a-z_]+)\}")
 

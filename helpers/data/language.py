@@ -27,9 +27,10 @@ import yaml
 
 from helpers.data.catalog import SLOT_RE, Catalog, Step
 from helpers.io import DataError
+from helpers.splits import LANGUAGES
 
 LANG_DIR = Path(__file__).resolve().parents[2] / "data" / "language"
-TRANSLATED = ("de", "es", "fr", "ja", "he")
+TRANSLATED = LANGUAGES
 SENTENCE_POOLS = ("openers", "conditions", "schedules", "durations", "recipients", "manager_recipients",
                   "group_recipients", "connectors", "last_connectors")
 TRIGGER_KINDS = ("record_created", "record_updated", "scheduled", "inbound_email", "service_catalog")

@@ -40,6 +40,7 @@ import struct
 import sys
 import time
 import unicodedata
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,20 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
         return Path(cache_dir).expanduser()
     env = os.environ.get("CASE_STUDY_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "multitask-rag"
+
+
+def embedding_cache_dir() -> Path:
+    """The study's embedding cache: ``<cache_root()>/embeddings`` (one variable, ``$CASE_STUDY_CACHE``).
+
+    ``$CASE_STUDY_EMBEDDING_CACHE``, the old separate variable, is still honoured with a deprecation
+    warning (a ``FutureWarning``, which Python shows to end users).
+    """
+    old = os.environ.get("CASE_STUDY_EMBEDDING_CACHE")
+    if old:
+        warnings.warn("CASE_STUDY_EMBEDDING_CACHE is deprecated: set CASE_STUDY_CACHE instead (embeddings "
+                      "are cached in its embeddings/ folder)", FutureWarning, stacklevel=2)
+        return Path(old).expanduser()
+    return cache_root() / "embeddings"
 
 
 def _package_dir(dist: str, module: str) -> Path:

@@ -153,7 +153,7 @@ def export_dir(model, fingerprint: str | None = None) -> Path:
     if folder is not None and os.access(folder, os.W_OK) and not _inside_installed_package(folder):
         return folder / "onnx"
     from helpers.models import cache_root
-    from helpers.retrieval import weights_fingerprint
+    from helpers.embeddings import weights_fingerprint
 
     fingerprint = fingerprint or weights_fingerprint(model)
     return cache_root() / "onnx" / f"{_label(model)}-{fingerprint[:16]}"
@@ -317,7 +317,7 @@ def export_int8(model, out_dir: str | os.PathLike | None = None, fingerprint: st
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from helpers.retrieval import weights_fingerprint
+    from helpers.embeddings import weights_fingerprint
 
     fingerprint = fingerprint or weights_fingerprint(model)
     out_dir = Path(out_dir) if out_dir is not None else export_dir(model, fingerprint)
@@ -409,7 +409,7 @@ def load_int8_session(model, out_dir: str | os.PathLike | None = None, fingerpri
     The bytes handed to ONNX Runtime are the bytes whose sha256 was checked against the manifest, so
     another process replacing the file meanwhile can never feed this one other weights.
     """
-    from helpers.retrieval import weights_fingerprint
+    from helpers.embeddings import weights_fingerprint
 
     fingerprint = fingerprint or weights_fingerprint(model)
     out_dir = Path(out_dir) if out_dir is not None else export_dir(model, fingerprint)
@@ -500,7 +500,7 @@ def int8_model(model, fingerprint: str | None = None, out_dir: str | os.PathLike
 
     from sentence_transformers import SentenceTransformer
 
-    from helpers.retrieval import weights_fingerprint
+    from helpers.embeddings import weights_fingerprint
 
     fingerprint = fingerprint or weights_fingerprint(model)
     views = _VIEWS.setdefault(model, {})

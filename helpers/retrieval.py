@@ -17,20 +17,16 @@ Choices shared by every retriever:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io as _io
-import json
 import logging
 import os
 import re
 import time
-import weakref
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from helpers.io import atomic_write_bytes, atomic_write_json
+from helpers.embeddings import EmbeddingCache, encoder_signature, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +40,6 @@ def doc_text(doc: Mapping[str, str]) -> str:
     title = (doc.get("title") or "").strip()
     text = doc.get("text") or ""
     return f"{title}: {text}" if title else text
-
-
-def corpus_fingerprint(corpus: Corpus) -> str:
-    """sha256 of the sorted ``(id, doc_text)`` pairs: equal corpora hash equal whatever the dict order."""
-    h = hashlib.sha256()
-    for doc_id in sorted(corpus):
-        h.update(doc_id.encode("utf-8"))
-        h.update(b"\x00")
-        h.update(doc_text(corpus[doc_id]).encode("utf-8"))
-        h.update(b"\x01")
-    return h.hexdigest()
 
 
 def top_k(scores: np.ndarray, k: int, id_rank: np.ndarray, min_score: float | None = None) -> np.ndarray:
@@ -252,22 +237,6 @@ def prompt_names_for(model, task: str | None) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
-def weights_fingerprint(model) -> str:
-    """sha256 over the model's parameters and buffers (names, dtypes, shapes, bytes).
-
-    Catches fine-tuned weights that were never saved, which a name or path cannot.
-    """
-    import torch
-
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _model_label(model) -> str:
     # helpers.models.load_encoder stamps the registry name on the model; otherwise the folder it
     # was loaded from is the next best label.
@@ -278,145 +247,6 @@ def _model_label(model) -> str:
         return str(model[0].auto_model.config._name_or_path) or type(model).__name__
     except Exception:
         return type(model).__name__
-
-
-def _module_config(module) -> dict:
-    get = getattr(module, "get_config_dict", None)
-    try:
-        config = get() if callable(get) else {}
-    except Exception:  # a custom module whose config cannot be read: its type still names it
-        config = {}
-    return {"type": type(module).__name__, "config": config}
-
-
-# Memo of tokenizer fingerprints: serializing a 250k-piece vocabulary costs ~0.1 s and the same
-# tokenizer object is fingerprinted for every index() call.
-_TOKENIZER_FP: "weakref.WeakKeyDictionary[object, tuple[int, str]]" = weakref.WeakKeyDictionary()
-
-
-def tokenizer_fingerprint(model) -> str | None:
-    """sha256 of the model's tokenizer (vocabulary, normalizer, pre-tokenizer, special tokens).
-
-    Truncation and padding settings are left out: sentence-transformers sets them per call, and
-    ``max_seq_length`` is part of the cache key on its own.
-    """
-    tok = getattr(model, "tokenizer", None)
-    if tok is None:
-        return None
-    size = len(tok) if hasattr(tok, "__len__") else -1
-    try:
-        memo = _TOKENIZER_FP.get(tok)
-    except TypeError:  # not weak-referenceable
-        memo = None
-    if memo is not None and memo[0] == size:
-        return memo[1]
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:
-        state = json.loads(backend.to_str())
-        state.pop("truncation", None)
-        state.pop("padding", None)
-        payload = json.dumps(state, sort_keys=True, ensure_ascii=False)
-    else:
-        payload = json.dumps({"class": type(tok).__name__, "size": size,
-                              "vocab": sorted(tok.get_vocab().items()) if hasattr(tok, "get_vocab") else None})
-    fp = hashlib.sha256(payload.encode("utf-8")).hexdigest()
-    with contextlib.suppress(TypeError):
-        _TOKENIZER_FP[tok] = (size, fp)
-    return fp
-
-
-def encoder_signature(model, weights: str | None = None) -> dict:
-    """What determines a text's embedding besides the prompt and the precision.
-
-    Weights (sha256), tokenizer, ``max_seq_length`` and the module pipeline (pooling, normalisation,
-    ...). Not the model's name: the same weights under two labels share one cache. ``weights`` is
-    :func:`weights_fingerprint` when the caller already has it.
-    """
-    try:
-        modules = [_module_config(m) for m in model]
-    except TypeError:
-        modules = [{"type": type(model).__name__}]
-    return {"weights": weights or weights_fingerprint(model), "tokenizer": tokenizer_fingerprint(model),
-            "max_seq_length": getattr(model, "max_seq_length", None), "modules": modules}
-
-
-class EmbeddingCache:
-    """A folder of embeddings keyed by ``(space, text)``: each text is encoded once per space.
-
-    A *space* is everything an embedding depends on except the text: the encoder
-    (:func:`encoder_signature`), the precision, the side (query or document) and the prompt. Its key
-    is a sha256 prefix of those. Each batch of newly encoded texts is one shard, two files named
-    ``<space>-<shard>.npy`` (the vectors) and ``.json`` (the texts' sha256 in row order, and what the
-    space is), written atomically, the ``.json`` last: a shard without its ``.json`` does not exist.
-    Shards are never rewritten, so readers need no lock; two processes encoding the same texts at
-    once write equal shards under the same name.
-
-    Shards are read once per process and kept in memory (``_spaces``), so a translated split whose
-    corpus is the English one, or an OOD split that shares tables with another, is served from the
-    vectors already read. Unreadable shards are reported and ignored (their texts are re-encoded).
-    """
-
-    FORMAT = 2
-    _spaces: dict[tuple[str, str], dict] = {}
-
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-
-    @staticmethod
-    def text_key(text: str) -> bytes:
-        return hashlib.sha256(text.encode("utf-8")).digest()
-
-    @staticmethod
-    def space_key(description: Mapping) -> str:
-        payload = json.dumps({"format": EmbeddingCache.FORMAT, **description}, sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-    def _space(self, space: str) -> dict:
-        state = self._spaces.setdefault((str(self.folder.resolve()), space), {"shards": set(), "rows": {}})
-        if not self.folder.is_dir():
-            return state
-        for meta_path in sorted(self.folder.glob(f"{space}-*.json")):
-            if meta_path.name in state["shards"]:
-                continue
-            state["shards"].add(meta_path.name)
-            npy = meta_path.with_suffix(".npy")
-            try:
-                info = json.loads(meta_path.read_text("utf-8"))
-                vectors = np.load(npy, allow_pickle=False)
-                keys = [bytes.fromhex(h) for h in info["text_sha256"]]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                logger.warning("ignoring unreadable embedding cache shard %s: %s", npy, e)
-                continue
-            if vectors.ndim != 2 or vectors.shape[0] != len(keys) or vectors.dtype != np.float32:
-                logger.warning("ignoring embedding cache shard %s: %s %s array for %d texts", npy, vectors.dtype,
-                               vectors.shape, len(keys))
-                continue
-            for i, k in enumerate(keys):
-                state["rows"].setdefault(k, vectors[i])  # first shard in name order wins: deterministic
-        return state
-
-    def get(self, space: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        rows = self._space(space)["rows"]
-        return {k: rows[k] for k in keys if k in rows}
-
-    def put(self, space: str, keys: Sequence[bytes], vectors: np.ndarray, description: Mapping,
-            persist: bool = True) -> None:
-        """Add vectors; ``persist=False`` keeps them in this process only (tiny query batches)."""
-        state = self._space(space)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        for k, v in zip(keys, vectors):
-            state["rows"].setdefault(k, v)
-        if not persist or not len(keys):
-            return
-        shard = hashlib.sha256(b"".join(sorted(keys))).hexdigest()[:16]
-        base = self.folder / f"{space}-{shard}"
-        buf = _io.BytesIO()
-        np.save(buf, vectors)
-        atomic_write_bytes(base.with_suffix(".npy"), buf.getvalue())
-        atomic_write_json(base.with_suffix(".json"), {
-            "format": self.FORMAT, "space": dict(description), "n": len(keys), "dim": int(vectors.shape[1]),
-            "text_sha256": [k.hex() for k in keys]}, indent=None)
-        state["shards"].add(base.with_suffix(".json").name)
 
 
 class DenseRetriever(Retriever):
@@ -432,8 +262,11 @@ class DenseRetriever(Retriever):
     and pooling, the transformer as an int8 ONNX graph (exported once, cached next to the model).
     Search is the same fp32 cosine either way.
 
-    Embeddings of documents and queries are cached per text in ``cache_dir`` (default
-    ``$CASE_STUDY_EMBEDDING_CACHE``; no cache when neither is set; see :class:`EmbeddingCache`), keyed
+    ``max_seq_length`` is this retriever's encoding length (default: the model's own). It is applied
+    only while this retriever encodes, so retrievers sharing one model never see each other's length.
+
+    Embeddings of documents and queries are cached per text in ``cache_dir`` (``None``: no cache;
+    the study's is :func:`helpers.models.embedding_cache_dir`; see :class:`EmbeddingCache`), keyed
     by the encoder's weights, tokenizer, ``max_seq_length`` and modules, the precision, the side and
     the prompt, so a changed model or prompt never reuses stale vectors while every unique text is
     encoded once per study whichever corpus it appears in. Query batches of fewer than
@@ -447,7 +280,7 @@ class DenseRetriever(Retriever):
     def __init__(self, model_or_name, query_prompt_name: str | None = None, doc_prompt_name: str | None = None,
                  query_prompt: str | None = None, doc_prompt: str | None = None, batch_size: int = 64,
                  cache_dir: str | os.PathLike | None = None, show_progress: bool = True, name: str | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", max_seq_length: int | None = None):
         super().__init__()
         from helpers.quantize import check_precision
 
@@ -469,7 +302,7 @@ class DenseRetriever(Retriever):
         self.query_prompt = self._resolve(query_prompt, query_prompt_name, ("query",))
         self.doc_prompt = self._resolve(doc_prompt, doc_prompt_name, ("document", "passage", "corpus"))
         self.batch_size = batch_size
-        cache_dir = cache_dir if cache_dir is not None else os.environ.get("CASE_STUDY_EMBEDDING_CACHE") or None
+        self.max_seq_length = max_seq_length
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.show_progress = show_progress
         self.cache_hit = False
@@ -482,6 +315,19 @@ class DenseRetriever(Retriever):
         self._int8 = None
         if self.precision == "int8":
             self.encoder  # export or load now: a broken export fails at construction, not mid-study
+
+    @contextlib.contextmanager
+    def _length(self):
+        """The model at this retriever's ``max_seq_length`` while inside (the model may be shared)."""
+        if self.max_seq_length is None:
+            yield
+            return
+        own = self.model.max_seq_length
+        self.model.max_seq_length = self.max_seq_length
+        try:
+            yield
+        finally:
+            self.model.max_seq_length = own
 
     def _resolve(self, prompt, prompt_name, defaults) -> str:
         prompts = getattr(self.model, "prompts", None) or {}
@@ -516,7 +362,8 @@ class DenseRetriever(Retriever):
 
     def model_identity(self) -> dict:
         """Name, encoder_identity (when helpers.models provides it), max_seq_length."""
-        ident = {"name_or_path": self.model_name, "max_seq_length": getattr(self.model, "max_seq_length", None)}
+        ident = {"name_or_path": self.model_name,
+                 "max_seq_length": self.max_seq_length or getattr(self.model, "max_seq_length", None)}
         try:
             from helpers.models import encoder_identity
 
@@ -541,7 +388,8 @@ class DenseRetriever(Retriever):
         from helpers.quantize import SCHEME_VERSION
 
         if self._signature is None:
-            self._signature = encoder_signature(self.model, self._weights())
+            with self._length():
+                self._signature = encoder_signature(self.model, self._weights())
         description = {"encoder": self._signature, "precision": self.precision, "side": side, "prompt": prompt,
                        "normalized": True, "label": None}
         if self.precision == "int8":
@@ -569,9 +417,10 @@ class DenseRetriever(Retriever):
             encode = encoder.encode_document if side == "document" else encoder.encode_query
             show = self.show_progress and (side == "document" or len(missing) > self.batch_size)
             t0 = time.perf_counter()
-            emb = np.ascontiguousarray(encode(missing, prompt=prompt, batch_size=self.batch_size,
-                                              show_progress_bar=show, normalize_embeddings=True,
-                                              convert_to_numpy=True), dtype=np.float32)
+            with self._length():
+                emb = np.ascontiguousarray(encode(missing, prompt=prompt, batch_size=self.batch_size,
+                                                  show_progress_bar=show, normalize_embeddings=True,
+                                                  convert_to_numpy=True), dtype=np.float32)
             seconds = time.perf_counter() - t0
             found.update(zip(missing, emb))
             if cache is not None:

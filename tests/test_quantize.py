@@ -15,7 +15,8 @@ from tests.fixtures import CORPUS
 from helpers import bench, quantize
 from helpers.beir import write_beir
 from helpers.io import DataError
-from helpers.retrieval import DenseRetriever, weights_fingerprint
+from helpers.embeddings import weights_fingerprint
+from helpers.retrieval import DenseRetriever
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +209,7 @@ def test_cache_separates_precisions_and_shares_texts(minilm, tmp_path, monkeypat
 
     # Same texts, fresh process state: served from disk, nothing encoded.
     monkeypatch.setattr(type(i8.encoder), "encode_document", lambda *a, **k: pytest.fail("encoded on a cache hit"))
-    from helpers.retrieval import EmbeddingCache
+    from helpers.embeddings import EmbeddingCache
 
     EmbeddingCache._spaces.clear()
     hit = DenseRetriever(minilm, cache_dir=tmp_path, show_progress=False, precision="int8").index(other)
@@ -238,7 +239,7 @@ def test_query_cache_small_batches_stay_in_memory(minilm, tmp_path):
 
 
 def test_unreadable_shard_is_ignored(minilm, tmp_path, caplog):
-    from helpers.retrieval import EmbeddingCache
+    from helpers.embeddings import EmbeddingCache
 
     DenseRetriever(minilm, cache_dir=tmp_path, show_progress=False).index(CORPUS)
     (npy,) = tmp_path.glob("*.npy")
@@ -250,7 +251,7 @@ def test_unreadable_shard_is_ignored(minilm, tmp_path, caplog):
 
 
 def test_tokenizer_fingerprint_ignores_truncation_state(minilm):
-    from helpers.retrieval import _TOKENIZER_FP, tokenizer_fingerprint
+    from helpers.embeddings import _TOKENIZER_FP, tokenizer_fingerprint
 
     before = tokenizer_fingerprint(minilm)
     minilm.tokenizer(["x " * 600], truncation=True, max_length=7)  # leaves truncation set on the backend

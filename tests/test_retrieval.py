@@ -9,8 +9,8 @@ import pytest
 
 from tests.fixtures import CORPUS
 from helpers.bench import synth_corpus
-from helpers.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, corpus_fingerprint,
-                               doc_text, prompt_names_for, rrf_fuse, tokenize, top_k)
+from helpers.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, doc_text, prompt_names_for,
+                               rrf_fuse, tokenize, top_k)
 
 
 
@@ -46,13 +46,6 @@ def test_top_k_ties_go_to_larger_id():
     assert [ids[i] for i in top_k(scores, 10, rank)] == ["b", "d", "c", "a", "e"]
     assert list(top_k(scores, 2, rank, min_score=1.5)) == [1]
     assert len(top_k(np.zeros(3), 2, rank[:3], min_score=0.0)) == 0
-
-
-def test_corpus_fingerprint_ignores_order_but_not_content():
-    rev = dict(reversed(list(CORPUS.items())))
-    assert corpus_fingerprint(rev) == corpus_fingerprint(CORPUS)
-    changed = dict(CORPUS, hr={"title": "HR case", "text": "changed"})
-    assert corpus_fingerprint(changed) != corpus_fingerprint(CORPUS)
 
 
 # ------------------------------------------------------------------------------------------- BM25

@@ -126,7 +126,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def bench_one(spec: str, corpus: dict, queries: dict, n_latency: int = 50, k: int = 10) -> dict:
     """Time and measure one retriever spec (see the module doc for the fields)."""
-    from helpers.evaluate import make_retriever
+    from helpers.evaluation import make_retriever
 
     gc.collect()
     reset = _reset_peak()
@@ -175,23 +175,21 @@ def bench_one(spec: str, corpus: dict, queries: dict, n_latency: int = 50, k: in
 
 def load_eval_tasks(data: str | os.PathLike, tasks: Sequence[str], split: str = "dev",
                     max_queries: int | None = None, seed: int = 0) -> dict[str, tuple[dict, dict, dict]]:
-    """``{task: (corpus, queries, qrels)}`` from ``<data>/beir/<task>/<split>`` (or ``<data>/<task>/<split>``)."""
-    from helpers.beir import load_beir
-    from helpers.evaluate import sample_queries
+    """``{task: (corpus, queries, qrels)}`` from ``<data>/beir/<task>/<split>`` (or ``<data>/<task>/<split>``).
+
+    The queries are the evaluated sample (:func:`helpers.evaluation.load_sampled`), as in every evaluation.
+    """
+    from helpers.evaluation import find_eval_folder, load_sampled
     from helpers.io import DataError
     from helpers.tasks import validate_tasks
 
-    root = Path(data)
-    root = root / "beir" if (root / "beir").is_dir() else root
     out = {}
     for task in validate_tasks(list(tasks)):
-        folder = root / task / split
-        if not (folder / "corpus.jsonl").is_file():
+        folder = find_eval_folder(data, task, split)
+        if folder is None:
             raise DataError(f"no BEIR folder for task {task!r} split {split!r} (expected "
-                            f"<dataset>/beir/<task>/<split>/corpus.jsonl)", file=folder)
-        corpus, queries, qrels = load_beir(folder)
-        queries = sample_queries(queries, max_queries, seed)
-        out[task] = (corpus, queries, {q: qrels[q] for q in queries if q in qrels})
+                            f"<dataset>/beir/<task>/<split>/corpus.jsonl)", file=Path(data) / "beir" / task / split)
+        out[task] = load_sampled(folder, max_queries, seed)[:3]
     return out
 
 
@@ -209,7 +207,7 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
     Returns ``{"spec", "precisions": {p: {docs_per_s, queries_per_s, ...}}, "recall": {task: {p: r}},
     "delta": {task: {p: r_p - r_first}}, "cosine_to_first": {p: {mean, min}}, "target": {...}}``.
     """
-    from helpers.metrics import evaluate_run
+    from helpers.evaluation import evaluate_retriever
     from helpers.models import load_encoder
     from helpers.quantize import check_precision
     from helpers.retrieval import DenseRetriever, doc_text, prompt_names_for
@@ -257,15 +255,15 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
         embeddings: dict[str, list[np.ndarray]] = {p: [] for p in precisions}
         for task, (corpus, queries, qrels) in tasks.items():
             for p in precisions:
-                r = retrievers[p, task].index(corpus)  # served by the cache filled above
-                embeddings[p].append(r.embeddings)
+                r = retrievers[p, task]
                 if qrels is None:
+                    embeddings[p].append(r.index(corpus).embeddings)  # served by the cache filled above
                     continue
-                k = get_task(task).k
-                run = r.search(queries, k)
-                means, pq = evaluate_run(qrels, run, ks=(k,), metrics=("recall",))
-                recall.setdefault(task, {})[p] = means[f"recall@{k}"]
-                per_query.setdefault(task, {})[p] = {q: v[f"recall@{k}"] for q, v in pq.items()}
+                key = get_task(task).metric_key
+                res = evaluate_retriever(r, corpus, queries, qrels, ks=(get_task(task).k,), metrics=("recall",))
+                embeddings[p].append(r.embeddings)
+                recall.setdefault(task, {})[p] = res["metrics"][key]
+                per_query.setdefault(task, {})[p] = {q: v[key] for q, v in res["per_query"].items()}
     base = precisions[0]
     for p, row in rows.items():
         row["docs_per_s"] = row["n_docs"] / row["doc_s"] if row["doc_s"] > 0 else None

@@ -1,9 +1,10 @@
 """What the notebooks run: evaluation grids (retrievers x tasks x splits) and the paper's numbers.
 
-A *retriever spec* is what :func:`helpers.evaluate.make_retriever` takes (``bm25``, an encoder
+A *retriever spec* is what :class:`helpers.evaluation.RetrieverFactory` takes (``bm25``, an encoder
 name, a model folder, ``hybrid:A+B``) or an already loaded ``SentenceTransformer``. Dense models are
 loaded once per grid and re-used across tasks and splits; the task picks the model's
-``<task>_query`` / ``<task>_document`` prompts when it has them.
+``<task>_query`` / ``<task>_document`` prompts when it has them. Every cell goes through
+:func:`helpers.evaluation.evaluate_folder`, the project's one evaluation.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from typing import Iterable
 
 import yaml
 
-from helpers.beir import load_beir
-from helpers.evaluate import sample_queries
-from helpers.metrics import evaluate_run, weighted_mean
-from helpers.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, prompt_names_for
+from helpers.evaluation import RetrieverFactory, evaluate_folder  # noqa: F401 (RetrieverFactory: notebooks)
+from helpers.metrics import weighted_mean
+from helpers.retrieval import Retriever
+from helpers.splits import LANGUAGES
+from helpers.splits import OOD_SPLITS as _OOD_SPLITS
+from helpers.tasks import TASKS, get_task
 from helpers.workspace import REPO
 
-# The paper's metric per task: recall at this k (Step@15, Table@5, Field@5, workflow recall@5).
-TASK_K = {"step": 15, "table": 5, "field": 5, "workflow": 5}
-OOD_SPLITS = [f"ood{i:02d}" for i in range(1, 11)]
-LANGS = ["de", "es", "fr", "ja", "he"]
+# Notebook-facing views of the registries (helpers.tasks, helpers.splits), as lists and dicts.
+TASK_K = {name: task.k for name, task in TASKS.items()}   # the paper's recall@k per task
+OOD_SPLITS = list(_OOD_SPLITS)
+LANGS = list(LANGUAGES)
 
 
 def paper_tables() -> dict:
@@ -31,58 +34,11 @@ def paper_tables() -> dict:
     return yaml.safe_load((REPO / "results" / "paper.yaml").read_text(encoding="utf-8"))
 
 
-def embedding_cache() -> Path:
-    return Path(os.environ.get("CASE_STUDY_CACHE", Path.home() / ".cache" / "multitask-rag")) / "embeddings"
-
-
-class RetrieverFactory:
-    """Builds the retriever for (spec, task), loading each dense model only once."""
-
-    def __init__(self, show_progress: bool = False, batch_size: int = 64):
-        self._models: dict[str, object] = {}
-        self._max_len: dict[int, int] = {}
-        self.show_progress, self.batch_size = show_progress, batch_size
-
-    def model(self, spec):
-        if not isinstance(spec, (str, os.PathLike)):
-            return spec
-        key = str(spec)
-        if key not in self._models:
-            from helpers.models import load_encoder
-
-            self._models[key] = load_encoder(key)
-        return self._models[key]
-
-    def __call__(self, spec, task: str, doc_instructions: bool = True, query_instructions: bool = True,
-                 name: str | None = None, max_seq_length: int | None = None) -> Retriever:
-        """``max_seq_length`` overrides the model's own for this retriever (e.g. long YAML workflows)."""
-        if isinstance(spec, str) and spec == "bm25":
-            return BM25Retriever()
-        if isinstance(spec, str) and spec.startswith("hybrid:"):
-            parts = spec[len("hybrid:"):].split("+")
-            return HybridRetriever([self(p, task, doc_instructions, query_instructions, max_seq_length=max_seq_length)
-                                    for p in parts])
-        model = self.model(spec)
-        # Models are shared between retrievers: remember the saved length and set it per call.
-        own = self._max_len.setdefault(id(model), model.max_seq_length)
-        model.max_seq_length = max_seq_length or own
-        q_name, d_name = prompt_names_for(model, task)
-        prompts = getattr(model, "prompts", {}) or {}
-        # "Instructions off" falls back to the base model's own prefixes (e.g. "query: ").
-        if not query_instructions and q_name == f"{task}_query":
-            q_name = "query" if "query" in prompts else None
-        if not doc_instructions and d_name == f"{task}_document":
-            d_name = "document" if "document" in prompts else None
-        label = name or (str(spec) if isinstance(spec, (str, os.PathLike)) else None)
-        return DenseRetriever(model, query_prompt_name=q_name, doc_prompt_name=d_name, batch_size=self.batch_size,
-                              cache_dir=embedding_cache(), show_progress=self.show_progress, name=label)
-
-
 def evaluate_grid(retrievers: dict[str, object], data_dir: str | os.PathLike, tasks: Iterable[str],
                   splits: Iterable[str], max_queries: int | None = None, seed: int = 0,
                   factory: RetrieverFactory | None = None, progress: bool = True,
                   keep_runs: bool = False, max_seq_length: dict[str, int] | None = None) -> dict:
-    """Evaluate every retriever on every task and split at the paper's k.
+    """Evaluate every retriever on every task and split at the paper's k (the task registry's).
 
     ``max_seq_length`` maps a task to the encoder length used for it (default: each model's own).
 
@@ -97,20 +53,16 @@ def evaluate_grid(retrievers: dict[str, object], data_dir: str | os.PathLike, ta
     jobs = [(n, t) for n in retrievers for t in tasks]
     for name, task in tqdm(jobs, desc="evaluate", disable=not progress):
         spec = retrievers[name]
-        k = TASK_K[task]
         msl = (max_seq_length or {}).get(task)
-        ret = factory(spec, task, name=name, max_seq_length=msl) if not isinstance(spec, Retriever) else spec
+        ret = spec if isinstance(spec, Retriever) else factory(spec, task, name=name, max_seq_length=msl)
+        key = get_task(task).metric_key
         for split in splits:
-            folder = Path(data_dir) / "beir" / task / split
-            corpus, queries, qrels = load_beir(folder)
-            queries = sample_queries(queries, max_queries, seed)
-            ret.index(corpus)
-            run = ret.search(queries, max(k, 15))
-            means, per_q = evaluate_run({q: qrels[q] for q in queries}, run, ks=(k,), metrics=("recall",))
-            cell = {"recall": means[f"recall@{k}"], "n": len(queries),
-                    "per_query": {q: v[f"recall@{k}"] for q, v in per_q.items()}}
+            res = evaluate_folder(ret, Path(data_dir) / "beir" / task / split, task, metrics=("recall",),
+                                  max_queries=max_queries, seed=seed, keep_run=keep_runs)
+            cell = {"recall": res["metrics"][key], "n": res["n_queries"],
+                    "per_query": {q: v[key] for q, v in res["per_query"].items()}}
             if keep_runs:
-                cell["run"] = run
+                cell["run"] = res["run"]
             out.setdefault(name, {}).setdefault(task, {})[split] = cell
     return out
 

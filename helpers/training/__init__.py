@@ -1,0 +1,13 @@
+"""Multi-task instruction fine-tuning of a retriever on ``SentenceTransformerTrainer``, stage by stage.
+
+- :mod:`~helpers.training.config`: :class:`TrainConfig`, one experiment, and its YAML parsing.
+- :mod:`~helpers.training.pairs`: training pairs: load, frequency cap, budget, hard-negative mining.
+- :mod:`~helpers.training.sampling`: one task per batch, tasks mixed by a rule.
+- :mod:`~helpers.training.encoder`: fitted sequence length, frozen parameters.
+- :mod:`~helpers.training.callbacks`: the step-counting Trainer and its callbacks.
+- :mod:`~helpers.training.card`: sentence-transformers' model card plus this study's section.
+- :mod:`~helpers.training.trainer`: :func:`train`, the run in stages.
+- :mod:`~helpers.training.cli`: ``python -m helpers.train``.
+
+Evaluation during and after training goes through :mod:`helpers.evaluation`, like every other.
+"""

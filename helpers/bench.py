@@ -264,6 +264,19 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
                 embeddings[p].append(r.embeddings)
                 recall.setdefault(task, {})[p] = res["metrics"][key]
                 per_query.setdefault(task, {})[p] = {q: v[key] for q, v in res["per_query"].items()}
+    summary = _compare_precisions(precisions, rows, chunk_s, recall, per_query, embeddings)
+    return {"spec": spec, "max_seq_length": model.max_seq_length, "chunk": chunk, "batch_size": batch_size,
+            "precisions": rows, "recall": recall, **summary,
+            "n_eval_queries": {t: len(q) for t, (_, q, qr) in tasks.items() if qr is not None}}
+
+
+def _compare_precisions(precisions: list[str], rows: dict, chunk_s: dict, recall: dict, per_query: dict,
+                        embeddings: dict) -> dict:
+    """Speed-ups, cosine and recall changes against the first precision, and the issue #13 verdict.
+
+    Fills the speed fields of ``rows`` in place; returns ``delta``, ``queries_changed``,
+    ``cosine_to_first`` and ``target``.
+    """
     base = precisions[0]
     for p, row in rows.items():
         row["docs_per_s"] = row["n_docs"] / row["doc_s"] if row["doc_s"] > 0 else None
@@ -294,10 +307,7 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
         target[p] = {"speedup": rows[p]["docs_speedup"], "speedup_ok": speed_ok, "max_recall_loss": loss,
                      "max_abs_recall_delta": max((abs(d[p]) for d in delta.values()), default=None),
                      "recall_ok": recall_ok, "met": bool(speed_ok and recall_ok)}
-    return {"spec": spec, "max_seq_length": model.max_seq_length, "chunk": chunk, "batch_size": batch_size,
-            "precisions": rows, "recall": recall, "delta": delta, "queries_changed": changed,
-            "n_eval_queries": {t: len(q) for t, (_, q, qr) in tasks.items() if qr is not None},
-            "cosine_to_first": cosine,
+    return {"delta": delta, "queries_changed": changed, "cosine_to_first": cosine,
             "target": {"speedup": TARGET_SPEEDUP, "recall_delta": TARGET_RECALL_DELTA, "by_precision": target}}
 
 

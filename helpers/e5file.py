@@ -180,6 +180,17 @@ def _parse(mm, path: Path, size: int) -> E5File:
         except UnicodeDecodeError:
             raise DataError(f"piece {i} is not valid UTF-8", file=path, field="piece blob") from None
 
+    norm = _read_norm_table(c, path)
+
+    tensors = _read_tensor_directory(c, path, size)
+
+    return E5File(path=path, size=size, version=version, hidden=H, layers=NL, heads=NH, ffn=FF,
+                  vocab=VOC, max_positions=MAXP, type_vocab=TVS, eps=float(eps), pieces=pieces,
+                  scores=scores, bos=bos, eos=eos, pad=pad, unk=unk, norm=norm, tensors=tensors)
+
+
+def _read_norm_table(c: "_Cursor", path: Path) -> dict[int, str]:
+    """The tokenizer's normalization table: code point -> replacement text."""
     n_norm = c.unpack("i", "n_norm")
     if n_norm < 0:
         raise DataError(f"negative entry count {n_norm}", file=path, field="n_norm")
@@ -198,8 +209,11 @@ def _parse(mm, path: Path, size: int) -> E5File:
     if nc.pos != norm_bytes:
         raise DataError(f"{norm_bytes - nc.pos} stray bytes after {n_norm} entries", file=path,
                         field="normalization table")
+    return norm
 
-    # --- tensor directory ------------------------------------------------------------------
+
+def _read_tensor_directory(c: "_Cursor", path: Path, size: int) -> dict[str, "TensorEntry"]:
+    """Name -> :class:`TensorEntry` for every tensor, each checked against the file's size."""
     n_tensors = _positive(path, "n_tensors", c.unpack("i", "n_tensors"), limit=100_000)
     tensors: dict[str, TensorEntry] = {}
     for i in range(n_tensors):
@@ -226,10 +240,7 @@ def _parse(mm, path: Path, size: int) -> E5File:
         if off < c.pos:
             raise DataError(f"data offset {off} overlaps the header", file=path, field=f"tensor {name}")
         tensors[name] = TensorEntry(name, dtype, n, off, nbytes)
-
-    return E5File(path=path, size=size, version=version, hidden=H, layers=NL, heads=NH, ffn=FF,
-                  vocab=VOC, max_positions=MAXP, type_vocab=TVS, eps=float(eps), pieces=pieces,
-                  scores=scores, bos=bos, eos=eos, pad=pad, unk=unk, norm=norm, tensors=tensors)
+    return tensors
 
 
 def hf_tensor_map(f: E5File) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -12,7 +12,7 @@ import yaml
 from helpers.io import DataError
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m helpers.data", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the dataset into OUT")
@@ -36,23 +36,50 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("lang")
     c.add_argument("--flows", type=int, default=200)
     c.add_argument("--show", type=int, default=5)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _build(args) -> int:
+    from helpers.data.build import build_dataset
+    from helpers.data.language import TRANSLATED
+    from helpers.profiles import get_profile
+
+    try:
+        get_profile(args.profile)
+    except ValueError as e:
+        raise DataError(f"--profile: {e}") from None
+    langs = tuple(args.languages) if args.languages is not None else TRANSLATED
+    stats = build_dataset(args.out, seed=args.seed, profile=args.profile, languages=langs,
+                          overwrite=args.overwrite)
+    print(json.dumps({"flows": stats["flows"], "train_pairs": stats["train_pairs"],
+                      "build_seconds": stats["build_seconds"]}, indent=2))
+    return 0
+
+
+def _audit(args) -> int:
+    from helpers.data.audit import audit_dataset, failures, format_report
+    from helpers.io import atomic_write_json
+
+    if args.min is not None and not 0 <= args.min <= 1:
+        raise DataError(f"--min: expected a share between 0 and 1, got {args.min}")
+    if not (Path(args.folder) / "beir").is_dir():
+        raise DataError("not a built dataset (no beir/ folder)", file=args.folder)
+    report = audit_dataset(args.folder, splits=args.splits)
+    print(format_report(report))
+    if args.json:
+        atomic_write_json(args.json, report)
+    bad = failures(report, args.min) if args.min is not None else []
+    for line in bad:
+        print("FAIL", line)
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.data {build, validate, audit, ...}``: exit code 0, 1 (checks failed) or 2 (bad input)."""
+    args = _parser().parse_args(argv)
     try:
         if args.cmd == "build":
-            from helpers.data.build import build_dataset
-            from helpers.data.language import TRANSLATED
-            from helpers.profiles import get_profile
-
-            try:
-                get_profile(args.profile)
-            except ValueError as e:
-                raise DataError(f"--profile: {e}") from None
-            langs = tuple(args.languages) if args.languages is not None else TRANSLATED
-            stats = build_dataset(args.out, seed=args.seed, profile=args.profile, languages=langs,
-                                  overwrite=args.overwrite)
-            print(json.dumps({"flows": stats["flows"], "train_pairs": stats["train_pairs"],
-                              "build_seconds": stats["build_seconds"]}, indent=2))
-            return 0
+            return _build(args)
         if args.cmd == "validate":
             from helpers.data.validate import validate_dataset
 
@@ -62,21 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             print("OK" if not errors else f"{len(errors)} check(s) failed")
             return 1 if errors else 0
         if args.cmd == "audit":
-            from helpers.data.audit import audit_dataset, failures, format_report
-            from helpers.io import atomic_write_json
-
-            if args.min is not None and not 0 <= args.min <= 1:
-                raise DataError(f"--min: expected a share between 0 and 1, got {args.min}")
-            if not (Path(args.folder) / "beir").is_dir():
-                raise DataError("not a built dataset (no beir/ folder)", file=args.folder)
-            report = audit_dataset(args.folder, splits=args.splits)
-            print(format_report(report))
-            if args.json:
-                atomic_write_json(args.json, report)
-            bad = failures(report, args.min) if args.min is not None else []
-            for line in bad:
-                print("FAIL", line)
-            return 1 if bad else 0
+            return _audit(args)
         if args.cmd == "check-catalog":
             from helpers.data.catalog import catalog_stats, load_catalog
 

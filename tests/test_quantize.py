@@ -6,7 +6,6 @@ All on minilm-l6 (22M parameters, a ~4 s export). No timing is asserted: speed i
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -237,26 +236,6 @@ def test_query_cache_small_batches_stay_in_memory(minilm, tmp_path):
     r.search(many, k=2)
     assert r.last_encode["n_encoded"] == 0
 
-
-def test_unreadable_shard_is_ignored(minilm, tmp_path, caplog):
-    from helpers.embeddings import EmbeddingCache
-
-    DenseRetriever(minilm, cache_dir=tmp_path, show_progress=False).index(CORPUS)
-    (npy,) = tmp_path.glob("*.npy")
-    npy.write_bytes(b"garbage")
-    EmbeddingCache._spaces.clear()
-    with caplog.at_level(logging.WARNING, logger="helpers.retrieval"):
-        r = DenseRetriever(minilm, cache_dir=tmp_path, show_progress=False).index(CORPUS)
-    assert r.n_encoded_docs == 5 and "unreadable embedding cache shard" in caplog.text
-
-
-def test_tokenizer_fingerprint_ignores_truncation_state(minilm):
-    from helpers.embeddings import _TOKENIZER_FP, tokenizer_fingerprint
-
-    before = tokenizer_fingerprint(minilm)
-    minilm.tokenizer(["x " * 600], truncation=True, max_length=7)  # leaves truncation set on the backend
-    _TOKENIZER_FP.clear()
-    assert tokenizer_fingerprint(minilm) == before
 
 
 # ------------------------------------------------------------------------------------- bench

@@ -25,7 +25,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from helpers.data.catalog import SPLITS_OOD, Catalog, Field, Step, Table, load_catalog
-from helpers.data.flows import Flow, FlowGenerator, Renderer, flow_to_yaml
+from helpers.data.flow_yaml import flow_to_yaml
+from helpers.data.flows import Flow, FlowGenerator, Renderer
 from helpers.data.language import TRANSLATED, load_pools, stable_hash
 from helpers.io import atomic_dir, atomic_write_json, check_output_dir, write_jsonl
 from helpers.profiles import get_profile
@@ -267,8 +268,6 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     n_ood = prof.ood_flows if ood_flows is None else ood_flows
     t0 = time.time()
     catalog = catalog or load_catalog()
-    from helpers.beir import write_beir
-
     splits = ["train", "dev"] + [s for s in SPLITS_OOD if any(d.split == s for d in catalog.domains.values())]
     sizes = {"train": n_train, "dev": n_dev, **{s: n_ood for s in splits[2:]}}
     stats: dict = {"dataset_version": DATASET_VERSION, "seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in TASKS},
@@ -317,15 +316,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
                 stats["steps_per_flow"][split] = round(sum(len(f.all_steps()) for f in flows) / max(1, len(flows)), 2)
             else:
                 write_jsonl(tmp / "flows" / f"{split}.jsonl", records)
-            for task in TASKS:
-                if split == "train" and task == "workflow":
-                    continue  # never used for training
-                qs, rel = rendered["queries"][task], rendered["qrels"][task]
-                write_beir(tmp / "beir" / task / split, corpora[task], qs, rel)
-                stats["queries"][task][split] = len(qs)
-                stats["corpus"][task][split] = len(corpora[task])
-                stats["qrels"][task][split] = sum(len(v) for v in rel.values())
-                stats["word_overlap"][task][split] = word_overlap(qs, rel, corpora[task])
+            _write_split_beir(tmp / "beir", split, rendered, corpora, stats)
             if split == "train":
                 stats["train_pairs"], stats["long_tail"] = _write_train(tmp / "train", rendered, corpora)
         stats["build_seconds"] = round(time.time() - t0, 1)
@@ -333,6 +324,21 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
         # build time varies run to run; keep it out of the byte-identical stats file.
         atomic_write_json(tmp / "stats.json", stats_public)
     return stats
+
+
+def _write_split_beir(root: Path, split: str, rendered: dict, corpora: dict, stats: dict) -> None:
+    """One split's BEIR folder per task (``root/<task>/<split>``), its counts recorded in ``stats``."""
+    from helpers.beir import write_beir
+
+    for task in TASKS:
+        if split == "train" and task == "workflow":
+            continue  # never used for training
+        qs, rel = rendered["queries"][task], rendered["qrels"][task]
+        write_beir(root / task / split, corpora[task], qs, rel)
+        stats["queries"][task][split] = len(qs)
+        stats["corpus"][task][split] = len(corpora[task])
+        stats["qrels"][task][split] = sum(len(v) for v in rel.values())
+        stats["word_overlap"][task][split] = word_overlap(qs, rel, corpora[task])
 
 
 def _write_train(folder: Path, rendered: dict, corpora: dict) -> tuple[dict, dict]:

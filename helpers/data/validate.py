@@ -53,6 +53,38 @@ def _read_stats(path: Path) -> dict:
     return stats
 
 
+def _phrasing_leaks(texts: dict[str, set[str]]) -> list[str]:
+    """Test queries holding a distinctive fragment of a train-only template (``texts``: split -> queries)."""
+    errors: list[str] = []
+    try:
+        cat = load_catalog()
+        train_pools = load_pools(cat, "en", "train")
+        test_pools = load_pools(cat, "en", "test")
+    except DataError as e:
+        errors.append(f"catalog: {e}")
+    else:
+        frags = set()
+        for name, phrases in train_pools.step_phrases.items():
+            test_side = {t.lower() for t in test_pools.step_phrases.get(name, ())}
+            for t in phrases:
+                if t.lower() not in test_side:
+                    frags.update(_fragments(t))
+        test_frags = set()
+        for phrases in list(test_pools.step_phrases.values()) + list(test_pools.step_notes.values()):
+            for t in phrases:
+                test_frags.update(_fragments(t))
+        frags -= test_frags  # a fragment both pools use by design is ordinary language, not a leak
+        pattern = re.compile("|".join(re.escape(f) for f in sorted(frags, key=len, reverse=True))) if frags else None
+        for split, ts in texts.items():
+            if split == "train" or split.startswith("dev-") or pattern is None:
+                continue
+            hits = [t for t in ts if pattern.search(t.lower())]
+            if hits:
+                errors.append(f"split {split}: {len(hits)} test queries contain a train-only phrasing, "
+                              f"e.g. {hits[0]!r} ({pattern.search(hits[0].lower()).group(0)!r})")
+    return errors
+
+
 def validate_dataset(folder: str | Path, audit: bool = True) -> list[str]:
     """Return the list of failures (empty when the dataset is valid)."""
     from helpers.beir import load_beir
@@ -98,33 +130,7 @@ def validate_dataset(folder: str | Path, audit: bool = True) -> list[str]:
                 errors.append(f"{path}: {dup} flows identical to training flows")
     except DataError as e:
         errors.append(str(e))
-    # phrasing: distinctive fragments of train-only templates must not show up in test queries
-    try:
-        cat = load_catalog()
-        train_pools = load_pools(cat, "en", "train")
-        test_pools = load_pools(cat, "en", "test")
-    except DataError as e:
-        errors.append(f"catalog: {e}")
-    else:
-        frags = set()
-        for name, phrases in train_pools.step_phrases.items():
-            test_side = {t.lower() for t in test_pools.step_phrases.get(name, ())}
-            for t in phrases:
-                if t.lower() not in test_side:
-                    frags.update(_fragments(t))
-        test_frags = set()
-        for phrases in list(test_pools.step_phrases.values()) + list(test_pools.step_notes.values()):
-            for t in phrases:
-                test_frags.update(_fragments(t))
-        frags -= test_frags  # a fragment both pools use by design is ordinary language, not a leak
-        pattern = re.compile("|".join(re.escape(f) for f in sorted(frags, key=len, reverse=True))) if frags else None
-        for split, ts in texts.items():
-            if split == "train" or split.startswith("dev-") or pattern is None:
-                continue
-            hits = [t for t in ts if pattern.search(t.lower())]
-            if hits:
-                errors.append(f"split {split}: {len(hits)} test queries contain a train-only phrasing, "
-                              f"e.g. {hits[0]!r} ({pattern.search(hits[0].lower()).group(0)!r})")
+    errors += _phrasing_leaks(texts)
     need = MIN_TRAIN_PAIRS.get(stats.get("profile"), 0)
     total = stats.get("train_pairs", {}).get("total", 0)
     if total < need:

@@ -125,7 +125,8 @@ _NUMBER_FIELDS: dict[str, tuple[type, bool]] = {
     "seed": (int, False), "save_total_limit": (int, False),
     "cap_per_positive": (int, True), "train_pairs": (int, True), "batch_size": (int, True),
     "max_steps": (int, True), "max_seq_length": (int, True), "save_steps": (int, True),
-    "eval_steps": (int, True), "max_eval_queries": (int, True),
+    "eval_steps": (int, True), "max_eval_queries": (int, True), "train_top_layers": (int, True),
+    "curve_queries": (int, False),
 }
 
 
@@ -152,6 +153,43 @@ def _as_number(value, kind: type):
     if kind is int:
         return int(value) if float(value).is_integer() else None
     return float(value)
+
+
+def _where(source, lines, fld) -> tuple:
+    """(file, line) of a config key; keys inherited through ``extends`` name their own file."""
+    at = (lines or {}).get(fld)
+    return at if isinstance(at, tuple) else (source, at)
+
+
+def _read_config_yaml(path: Path, chain: tuple) -> tuple[dict, dict]:
+    """A config file's keys after ``extends``, and where each key was set (key -> (file, line))."""
+    import yaml
+
+    if not path.is_file():
+        raise DataError("config file not found", file=path)
+    if path.resolve() in chain:
+        raise DataError(f"'extends' loops back to {path.name}", file=chain[-1], field="extends")
+    try:
+        text = path.read_text(encoding="utf-8")
+        d = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 ({e.reason})", file=path) from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise DataError(f"invalid YAML: {e}", file=path, line=None if line is None else line + 1) from None
+    if not isinstance(d, dict):
+        raise DataError("a config must be a mapping of keys to values", file=path)
+    lines = {k: (str(path), n) for k, n in _key_lines(text).items()}
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d, lines
+    if not isinstance(parent, str) or not parent:
+        raise DataError(f"extends must name a config in the same folder, got {parent!r}", file=path,
+                        line=lines.get("extends", (None, None))[1], field="extends")
+    base, base_lines = _read_config_yaml(path.parent / f"{parent}.yaml", chain + (path.resolve(),))
+    for own in ("name", "description"):   # these describe the base, not this file
+        base.pop(own, None)
+    return {**base, **d}, {**base_lines, **lines}
 
 
 def _key_lines(text: str) -> dict[str, int]:
@@ -187,6 +225,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     freeze_embeddings: bool = True
+    train_top_layers: int | None = None      # train only the top N transformer layers (None: all)
     # frequency-based downsampling
     cap_per_positive: int | None = None
     cap_per_task: dict[str, int] | None = None
@@ -197,19 +236,22 @@ class TrainConfig:
     hn_range_max: int = 30
     hn_relative_margin: float = 0.05
     # budget (None: profile)
-    train_pairs: int | str | None = None     # int, None (profile) or "all"
+    train_pairs: int | str | None = None     # int, None (profile), "ablation" (profile's ablation budget) or "all"
     budget_per_task: bool = False            # budget x number of tasks (see the module docstring, 3.)
     batch_size: int | None = None
     epochs: float | None = None
     max_steps: int | None = None             # overrides the budget rule
     max_seq_length: int | None = None        # cap on the fitted length (None: profile)
     fit_seq_length: bool = True
+    seq_len_per_task: bool = True            # fit (and cap) the length per task; batches are one task each
     pad_to_max_length: bool = False          # pad every batch to max_seq_length (the plain setup, for benchmarks)
     seq_len_percentile: float = 98.0
     # checkpoints / evaluation
     save_steps: int | None = None
     save_total_limit: int = 2
     eval_steps: int | None = None            # dev evaluation during training (None: profile; 0: off)
+    curve_steps: list[int] = field(default_factory=list)  # learning curve: dev sample evaluated at these steps
+    curve_queries: int = 200                 # the curve's fixed dev sample: first N query ids per task
     dev_split: str = "dev"
     eval_splits: list[str] = field(default_factory=lambda: ["dev"])   # final report; ["all"] = every split
     eval_tasks: list[str] | None = None      # final report tasks (None: trained tasks + workflow if present)
@@ -227,31 +269,21 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
+            file, line = _where(source, lines, unknown[0])
             raise DataError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(known))}",
-                            file=source, line=(lines or {}).get(unknown[0]), field=unknown[0])
+                            file=file, line=line, field=unknown[0])
         cfg = cls(**d)
         cfg.validate(source, lines)
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        import yaml
-
+        """A config file; ``extends: <name>`` starts from ``<name>.yaml`` in the same folder (an
+        ablation is its base plus the keys it changes). ``name`` defaults to the file's stem."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError("config file not found", file=path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            d = yaml.safe_load(text) or {}
-        except UnicodeDecodeError as e:
-            raise DataError(f"not valid UTF-8 ({e.reason})", file=path) from None
-        except yaml.YAMLError as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            raise DataError(f"invalid YAML: {e}", file=path, line=None if line is None else line + 1) from None
-        if not isinstance(d, dict):
-            raise DataError("a config must be a mapping of keys to values", file=path)
+        d, lines = _read_config_yaml(path, ())
         d.setdefault("name", path.stem)
-        return cls.from_dict(d, source=str(path), lines=_key_lines(text))
+        return cls.from_dict(d, source=str(path), lines=lines)
 
     def validate(self, source: str | None = None, lines: dict[str, int] | None = None) -> None:
         """Check and normalise every field; a bad one raises :class:`DataError` naming it.
@@ -262,18 +294,19 @@ class TrainConfig:
         lines = lines or {}
 
         def bad(msg, fld):
-            raise DataError(msg, file=source, line=lines.get(fld), field=fld)
+            file, line = _where(source, lines, fld)
+            raise DataError(msg, file=file, line=line, field=fld)
 
         for name, (kind, nullable) in _NUMBER_FIELDS.items():
             value = getattr(self, name)
             if value is None and nullable:
                 continue
-            if name == "train_pairs" and value == "all":
+            if name == "train_pairs" and value in ("all", "ablation"):
                 continue
             number = _as_number(value, kind)
             if number is None:
                 what = "an integer" if kind is int else "a number"
-                extra = ", 'all'" if name == "train_pairs" else ""
+                extra = ", 'all', 'ablation'" if name == "train_pairs" else ""
                 bad(f"{name} must be {what}{extra}{' or null' if nullable else ''}, got {value!r}", name)
             setattr(self, name, number)
         for name in ("name", "description", "base_model", "mixing", "dev_split"):
@@ -310,7 +343,8 @@ class TrainConfig:
         if self.hard_negatives not in HARD_NEGATIVES:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
         for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",
-                     "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs"):
+                     "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs", "train_top_layers",
+                     "curve_queries"):
             v = getattr(self, name)
             if isinstance(v, int) and v < 1:
                 bad(f"{name} must be a positive integer{' or null' if _NUMBER_FIELDS[name][1] else ''}, "
@@ -331,7 +365,7 @@ class TrainConfig:
             bad(f"hn_range_max must be > hn_range_min ({self.hn_range_min}), got {self.hn_range_max!r}",
                 "hn_range_max")
         for name in ("budget_per_task", "query_instructions", "doc_instructions", "freeze_embeddings",
-                     "fit_seq_length", "pad_to_max_length", "compare_base"):
+                     "fit_seq_length", "seq_len_per_task", "pad_to_max_length", "compare_base"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"{name} must be true or false, got {getattr(self, name)!r}", name)
         for name in ("train_jsonl", "eval_splits"):
@@ -341,6 +375,11 @@ class TrainConfig:
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 bad(f"{name} must be a list of strings, got {getattr(self, name)!r}", name)
             setattr(self, name, v)
+        steps = self.curve_steps
+        numbers = [_as_number(x, int) for x in steps] if isinstance(steps, list) else [None]
+        if any(n is None or n < 0 for n in numbers):
+            bad(f"curve_steps must be a list of step numbers >= 0, got {steps!r}", "curve_steps")
+        self.curve_steps = sorted(set(numbers))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -521,7 +560,10 @@ def run_budget(cfg: "TrainConfig", prof, n_tasks: int) -> int | None:
     ``budget_per_task``; ``None`` (``train_pairs: all``) keeps every pair."""
     if cfg.train_pairs == "all":
         return None
-    budget = cfg.train_pairs or prof.train_pairs
+    if cfg.train_pairs == "ablation":
+        budget = prof.ablation_pairs or prof.train_pairs
+    else:
+        budget = cfg.train_pairs or prof.train_pairs
     if budget is not None and cfg.budget_per_task:
         budget *= n_tasks
     return budget
@@ -746,12 +788,43 @@ def freeze_word_embeddings(model) -> int:
     return int(emb.weight.numel())
 
 
+def freeze_lower_layers(model, top: int) -> int:
+    """Train only the top ``top`` transformer layers: freeze the embeddings and every layer below.
+
+    A cheaper step: no gradient flows below the first trainable layer, so the backward pass stops
+    there. Returns the number of newly frozen parameters.
+    """
+    backbone = model[0].auto_model
+    layers = list(getattr(getattr(backbone, "encoder", None), "layer", []) or [])
+    if not layers:
+        raise DataError("train_top_layers needs a BERT-style encoder (encoder.layer); this model has none",
+                        field="train_top_layers")
+    frozen = [backbone.embeddings] + layers[:max(0, len(layers) - top)]
+    n = 0
+    for module in frozen:
+        for p in module.parameters():
+            if p.requires_grad:
+                p.requires_grad_(False)
+                n += p.numel()
+    return n
+
+
+def _round_len(raw: float, cap: int) -> int:
+    return int(min(cap, max(16, 8 * math.ceil(raw / 8))))
+
+
 def fit_max_seq_length(model, datasets: dict, prompts_by_task: dict[str, dict[str, str]], cap: int,
                        percentile: float = 98.0, sample: int = 2000, seed: int = 0) -> tuple[int, dict]:
-    """Token length at ``percentile`` over prompted texts of every column, rounded up to 8, capped."""
+    """Token length at ``percentile`` over prompted texts of every column, rounded up to 8, capped.
+
+    The report's ``per_task`` is the same rule per task, taken over the column that needs most (a
+    query and its short document are padded separately, so the long column sets the length).
+    """
     tok = model.tokenizer
     lengths: list[int] = []
     per_col: dict[str, float] = {}
+    per_task: dict[str, int] = {}
+    by_task: dict[str, list[int]] = {}
     for task, ds in datasets.items():
         n = len(ds)
         idx = np.sort(_task_rng(seed, task, "seqlen").choice(n, size=min(n, sample), replace=False)).tolist()
@@ -762,9 +835,14 @@ def fit_max_seq_length(model, datasets: dict, prompts_by_task: dict[str, dict[st
             ls = [len(x) for x in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
             per_col[f"{task}.{col}"] = float(np.percentile(ls, percentile))
             lengths.extend(ls)
+            by_task.setdefault(task, []).extend(ls)
+        cols = [v for k, v in per_col.items() if k.startswith(f"{task}.")]
+        per_task[task] = _round_len(max(cols), cap) if cols else cap
     raw = float(np.percentile(lengths, percentile)) if lengths else cap
-    fitted = int(min(cap, max(16, 8 * math.ceil(raw / 8))))
+    fitted = _round_len(raw, cap)
+    cut = {t: float(np.mean(np.asarray(ls) > per_task[t])) for t, ls in by_task.items()}
     return fitted, {"percentile": percentile, "raw": raw, "cap": cap, "fitted": fitted,
+                    "per_task": per_task, "per_task_truncated_share": cut,
                     "max": int(max(lengths)) if lengths else 0, "per_column": per_col,
                     "truncated_share": float(np.mean(np.asarray(lengths) > fitted)) if lengths else 0.0}
 
@@ -875,6 +953,7 @@ def _report_markdown(report: dict) -> str:
 
 def _trainer_classes():
     from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
     from transformers import TrainerCallback
     from transformers.trainer_callback import ProgressCallback
 
@@ -897,6 +976,45 @@ def _trainer_classes():
                 loss = result[0] if isinstance(result, tuple) else result
                 self.step_stats.append((task, n, toks, padded, started, float(loss.detach())))
             return result
+
+    @dataclass
+    class TaskLengthCollator(SentenceTransformerDataCollator):
+        """Cuts each batch's texts at its task's length (batches hold one task each)."""
+
+        task_lengths: dict = field(default_factory=dict)
+
+        def __call__(self, features):
+            if self.task_lengths and features and "dataset_name" in features[0]:
+                self.max_length = self.task_lengths.get(features[0]["dataset_name"])
+            return super().__call__(features)
+
+    CountingTrainer.data_collator_class = TaskLengthCollator
+
+    class LearningCurve(TrainerCallback):
+        """Evaluates the dev sample at the given steps; ``points`` records each with the training time
+        so far (evaluation excluded), so the curve can be read against steps and wall time."""
+
+        def __init__(self, steps, evaluate):
+            self.steps, self.evaluate = set(steps), evaluate
+            self.points: list[dict] = []
+            self.t0, self.eval_seconds = None, 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+            if 0 in self.steps and state.global_step == 0:
+                self._point(0)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in self.steps and state.is_world_process_zero:
+                self._point(state.global_step)
+
+        def _point(self, step: int) -> None:
+            t = time.perf_counter()
+            dev = self.evaluate()
+            took = time.perf_counter() - t
+            self.points.append({"step": step, "train_seconds": round(t - self.t0 - self.eval_seconds, 1),
+                                "eval_seconds": round(took, 1), "dev": dev})
+            self.eval_seconds += took
 
     class QuietProgress(ProgressCallback):
         """tqdm bar, but the loss dict is printed only every ``every`` logs (we log every step)."""
@@ -934,7 +1052,7 @@ def _trainer_classes():
                     "complete": self.prior is not None,
                     "steps": (self.prior or []) + [_step_record(s) for s in self.trainer.step_stats]})
 
-    return CountingTrainer, QuietProgress, StopAtStep, SaveStepStats
+    return CountingTrainer, QuietProgress, StopAtStep, SaveStepStats, LearningCurve
 
 
 STEP_STATS_FILE = "helpers_step_stats.json"
@@ -1149,12 +1267,19 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
                                                  cfg.seq_len_percentile, seed=cfg.seed)
     else:
         seq_len, seq_report = cap_len, {"fitted": cap_len, "cap": cap_len}
+    # Batches hold one task each, so each task can be cut at its own length; the model's own length
+    # (used outside the collator, e.g. by mining) is the longest of them.
+    task_lens = dict(seq_report.get("per_task") or {}) if cfg.fit_seq_length and cfg.seq_len_per_task else {}
+    if task_lens:
+        seq_len = max(task_lens.values())
     model.max_seq_length = seq_len
     processing_kwargs = getattr(model[0], "processing_kwargs", None)
     if cfg.pad_to_max_length:
         model[0].processing_kwargs = {**processing_kwargs, "text": {"padding": "max_length"}}
     n_params = sum(p.numel() for p in model.parameters())
     n_frozen = (freeze_word_embeddings(model) if cfg.freeze_embeddings else 0) + freeze_unused_pooler(model)
+    if cfg.train_top_layers is not None:
+        n_frozen += freeze_lower_layers(model, cfg.train_top_layers)
     model.prompts = dict(prompts)
 
     # ---- trainer -------------------------------------------------------------------------------------------
@@ -1216,9 +1341,22 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
         dataloader_drop_last=world_size > 1,
     )
     loss = MultipleNegativesRankingLoss(model, scale=cfg.loss_scale, gather_across_devices=world_size > 1)
-    CountingTrainer, QuietProgress, _, SaveStepStats = _trainer_classes()
+    CountingTrainer, QuietProgress, _, SaveStepStats, LearningCurve = _trainer_classes()
     trainer = CountingTrainer(model=model, args=args, train_dataset=train_sets, loss=loss, evaluator=evaluator,
                               callbacks=list(callbacks or []))
+    trainer.data_collator.task_lengths = task_lens
+    curve = None
+    if evaluate and cfg.curve_steps and eval_root is not None and is_main:
+        def curve_eval() -> dict:
+            model.max_seq_length = inference_len   # the curve measures the model as it will be used
+            try:
+                res = evaluate_model(model, eval_root, cfg.tasks, [cfg.dev_split], cfg.curve_queries)
+            finally:
+                model.max_seq_length = seq_len
+            return {t: m[m["headline"]] for t, m in res.get(cfg.dev_split, {}).items()}
+
+        curve = LearningCurve(cfg.curve_steps, curve_eval)
+        trainer.add_callback(curve)
     trainer.step_stats = []
     trainer.add_callback(SaveStepStats(trainer, prior_steps))
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -1305,7 +1443,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
                      "train_loss": float(np.mean([s[4] for s in whole])) if whole else float("nan"),
                      "world_size": world_size,
                      "loss_curve": loss_curve, "task_per_step": [s[0] for s in whole],
-                     "dev_curve": dev_curve},
+                     "dev_curve": dev_curve,
+                     "learning_curve": curve.points if curve else [],
+                     "curve_seconds": round(curve.eval_seconds, 1) if curve else 0.0},
         "timings": timings,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "sentence_transformers": _version("sentence_transformers"),

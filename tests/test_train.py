@@ -87,8 +87,12 @@ def test_run_budget_total_per_task_and_all():
 
     cpu = get_profile("cpu")
     assert run_budget(TrainConfig.from_dict({"tasks": ["step", "table", "field"]}), cpu, 3) == cpu.train_pairs
-    per_task = TrainConfig.from_yaml(REPO / "configs" / "multitask_task_budget.yaml")
+    per_task = TrainConfig.from_yaml(REPO / "configs" / "multitask.yaml")
     assert run_budget(per_task, cpu, 3) == 3 * cpu.train_pairs
+    ablation = TrainConfig.from_yaml(REPO / "configs" / "multitask_ablation.yaml")
+    assert cpu.ablation_pairs < cpu.train_pairs
+    assert run_budget(ablation, cpu, 3) == 3 * cpu.ablation_pairs
+    assert run_budget(TrainConfig.from_yaml(REPO / "configs" / "multitask_same_budget.yaml"), cpu, 3) == cpu.train_pairs
     assert run_budget(TrainConfig.from_dict({"tasks": ["step"], "train_pairs": 100}), cpu, 1) == 100
     assert run_budget(TrainConfig.from_dict({"tasks": ["step"], "train_pairs": "all"}), cpu, 1) is None
 
@@ -96,11 +100,48 @@ def test_run_budget_total_per_task_and_all():
 def test_all_configs_parse():
     names = {p.stem for p in (REPO / "configs").glob("*.yaml")}
     assert {"single_step", "single_table", "single_field", "multitask", "multitask_downsampled",
-            "multitask_cap5", "multitask_cap10", "multitask_cap50", "example"} <= names
+            "multitask_cap5", "multitask_cap20", "multitask_cap50", "example"} <= names
     for p in (REPO / "configs").glob("*.yaml"):
         cfg = TrainConfig.from_yaml(p)
         assert cfg.name == p.stem
     assert TrainConfig.from_yaml(REPO / "configs" / "multitask_downsampled.yaml").cap_per_positive == 20
+
+
+def test_configs_are_a_base_plus_deltas():
+    """Every study config but the base and the user example extends another and restates none of its keys."""
+    import yaml
+
+    for p in (REPO / "configs").glob("*.yaml"):
+        if p.stem in ("multitask", "example"):
+            continue
+        own = yaml.safe_load(p.read_text())
+        assert "extends" in own, p.name
+        parent = yaml.safe_load((REPO / "configs" / f"{own['extends']}.yaml").read_text())
+        same = {k for k, v in own.items() if k not in ("name", "description") and parent.get(k) == v}
+        assert not same, f"{p.name} restates {same}"
+        assert "seed" not in own, f"{p.name}: the seed comes from the caller"
+    doc = TrainConfig.from_yaml(REPO / "configs" / "multitask_doc_instructions.yaml")
+    assert (doc.doc_instructions, doc.cap_per_positive, doc.train_pairs, doc.tasks) == \
+        (True, 20, "ablation", ["step", "table", "field"])
+    assert TrainConfig.from_yaml(REPO / "configs" / "single_step.yaml").tasks == ["step"]
+
+
+def test_extends_errors_name_the_file_that_set_the_value(tmp_path):
+    (tmp_path / "base.yaml").write_text("tasks: [step]\nlearning_rate: fast\n")
+    (tmp_path / "child.yaml").write_text("extends: base\nepochs: 1\n")
+    with pytest.raises(DataError) as e:
+        TrainConfig.from_yaml(tmp_path / "child.yaml")
+    assert "base.yaml:2" in str(e.value) and "learning_rate" in str(e.value)
+    (tmp_path / "good.yaml").write_text("tasks: [step]\n")
+    (tmp_path / "bad.yaml").write_text("extends: good\nepochs: zero\n")
+    with pytest.raises(DataError, match=r"bad.yaml:2"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "loop.yaml").write_text("extends: loop\n")
+    with pytest.raises(DataError, match="loops back"):
+        TrainConfig.from_yaml(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere\n")
+    with pytest.raises(DataError, match="nowhere.yaml"):
+        TrainConfig.from_yaml(tmp_path / "orphan.yaml")
 
 
 # ---------------------------------------------------------------------------------------------- downsampling
@@ -249,6 +290,46 @@ def test_smoke_training_writes_model_log_and_card(tmp_path):
     assert log["resolved"]["max_seq_length"] <= 64 and log["data"]["seq_len"]["fitted"] <= 64
     assert m.max_seq_length == log["resolved"]["inference_max_seq_length"] == 256
     assert "trained at max_seq_length" in card and "saved with 256" in card
+
+
+@pytest.mark.slow
+def test_learning_curve_top_layers_and_per_task_length(tmp_path):
+    from helpers.train import train
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    res = train(_smoke_cfg(curve_steps=[0, 2, 4], curve_queries=5, train_top_layers=2, max_seq_length=48),
+                profile="smoke", out_dir=tmp_path / "run", train_jsonl=[EXAMPLE], corpora=CORPORA,
+                show_progress=False)
+    tr, seq = res.log["training"], res.log["data"]["seq_len"]
+    # the curve: the base at step 0, then the requested steps, each with the dev sample of every task
+    assert [p["step"] for p in tr["learning_curve"]] == [0, 2, 4]
+    assert all(set(p["dev"]) == {"step", "table", "field"} for p in tr["learning_curve"])
+    assert all(0 <= v <= 1 for p in tr["learning_curve"] for v in p["dev"].values())
+    secs = [p["train_seconds"] for p in tr["learning_curve"]]
+    assert secs[0] < 1 and secs == sorted(secs)       # evaluation time is not counted as training time
+    # top 2 of minilm's 6 layers: embeddings and the 4 lower layers get no gradient
+    assert tr["trainable_params"] < res.log["resolved"]["params"] / 3
+    # each task cut at its own length: a batch's padded length never exceeds its task's
+    lens = seq["per_task"]
+    assert set(lens) == {"step", "table", "field"} and max(lens.values()) <= 48
+    assert res.log["resolved"]["max_seq_length"] == max(lens.values())
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log["training"]["learning_curve"] == tr["learning_curve"]
+
+
+def test_task_length_collator_cuts_each_task_at_its_length():
+    from helpers.models import load_encoder
+    from helpers.train import _trainer_classes
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = load_encoder("minilm-l6")
+    collator_cls = _trainer_classes()[0].data_collator_class
+    collator = collator_cls(preprocess_fn=model.preprocess)
+    collator.task_lengths = {"step": 8, "field": 24}
+    long = " ".join(["requirement"] * 60)
+    for task, n in (("step", 8), ("field", 24)):
+        batch = collator([{"anchor": long, "positive": long, "dataset_name": task}] * 2)
+        assert batch["anchor_input_ids"].shape[1] == n and batch["positive_input_ids"].shape[1] == n
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ task) is evaluated at doubling steps, so each variant gives a small learning cur
 ``top4``                                        train only the top 4 of 12 transformer layers (cheaper step)
 ``one_length``                                  one length cap for every task instead of one per task
 
-Each variant writes ``runs/<profile>/sweep/<variant>.json`` (atomically); ``--report`` gathers them into
+Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
 one JSON (default ``results/sweep-<profile>.json``) and prints a table. Several processes may run
 different variants at once (``--threads 1`` each on a 2-core machine).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,8 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
     cfg.save_steps, cfg.eval_steps = 10 ** 6, 0
     cfg.eval_splits = []
     t0 = time.perf_counter()
-    res = train(cfg, profile=profile, out_dir=out_root / variant, data_dir=data_dir, seed=seed, overwrite=True)
+    key = f"{variant}@{steps}"
+    res = train(cfg, profile=profile, out_dir=out_root / key, data_dir=data_dir, seed=seed, overwrite=True)
     tr = res.log["training"]
     record = {"variant": variant, "changes": VARIANTS[variant], "steps": steps, "seed": seed,
               "learning_rate": cfg.learning_rate, "curve": tr["learning_curve"],
@@ -74,7 +76,8 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
               "padding_efficiency": tr["padding_efficiency"], "train_seconds": res.log["timings"]["train_seconds"],
               "wall_seconds": round(time.perf_counter() - t0, 1),
               "threads": res.log["environment"]["threads"]}
-    atomic_write_json(out_root / f"{variant}.json", record)
+    shutil.rmtree(out_root / key / "checkpoints", ignore_errors=True)   # the record is the product, not the weights
+    atomic_write_json(out_root / f"{key}.json", record)
     return record
 
 
@@ -83,7 +86,7 @@ def report(out_root: Path) -> tuple[dict, str]:
     records = {}
     for p in sorted(out_root.glob("*.json")):
         rec = json.loads(p.read_text(encoding="utf-8"))
-        records[rec["variant"]] = rec
+        records[f"{rec['variant']}@{rec['steps']}"] = rec
     lines = ["| variant | steps | s/step | trainable | Step@15 | Table@5 | Field@5 |", "|---|---|---|---|---|---|---|"]
     for name, rec in records.items():
         last = rec["curve"][-1] if rec["curve"] else {"dev": {}}

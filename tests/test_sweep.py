@@ -34,10 +34,10 @@ def test_report_gathers_records_and_tables_the_last_point(tmp_path):
            "steady": {"seconds_per_step": 2.5},
            "curve": [{"step": 0, "dev": {"step": 0.3, "table": 0.7, "field": 0.6}},
                      {"step": 30, "dev": {"step": 0.45, "table": 0.8, "field": 0.75}}]}
-    (tmp_path / "lr=1e-4.json").write_text(json.dumps(rec))
+    (tmp_path / "lr=1e-4@30.json").write_text(json.dumps(rec))
     records, table = sweep.report(tmp_path)
-    assert list(records) == ["lr=1e-4"]
-    assert "| lr=1e-4 | 30 | 2.50 | 21.0M | 0.450 | 0.800 | 0.750 |" in table
+    assert list(records) == ["lr=1e-4@30"]
+    assert "| lr=1e-4@30 | 30 | 2.50 | 21.0M | 0.450 | 0.800 | 0.750 |" in table
 
 
 def test_cli_rejects_zero_steps(capsys):

@@ -133,7 +133,13 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
         if f.is_file():  # the training pairs themselves: byte-identical for the same seed and sources
             h.update(f.relative_to(data_dir).as_posix().encode())
             h.update(f.read_bytes())
-    key = f"{h.hexdigest()[:16]}-{hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:12]}"
+    # the resolved config (its `extends` chain included) and the profile's budget both decide the run
+    from helpers.profiles import get_profile
+    from helpers.train import TrainConfig
+
+    settings = json.dumps({"config": TrainConfig.from_yaml(cfg_path).as_dict(),
+                           "profile": get_profile(profile).as_dict()}, sort_keys=True)
+    key = f"{h.hexdigest()[:16]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
     out = runs_dir(profile) / f"{config}-seed{seed}"
     log_path, model_dir, marker = out / "train_log.json", out / "model", out / "data_fingerprint"
     if (not retrain and log_path.is_file() and (model_dir / "config.json").is_file() and marker.is_file()
@@ -145,3 +151,14 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
                 show_progress=show_progress, evaluate=False, overwrite=True)
     atomic_write_text(marker, key + "\n")
     return Path(res.model_path), res.log
+
+
+def cap_config(cap: int | None) -> str:
+    """The config of the downsampling ablation for cap ``cap`` (None: no cap), all at the ablation
+    budget; a cap without a config is named with the configs that exist."""
+    name = "multitask_ablation" if cap is None else f"multitask_cap{cap}"
+    if not (REPO / "configs" / f"{name}.yaml").is_file():
+        have = sorted(p.stem.removeprefix("multitask_cap") for p in (REPO / "configs").glob("multitask_cap*.yaml"))
+        raise ValueError(f"no config for cap {cap}: configs/{name}.yaml does not exist; caps with a config: "
+                         f"{', '.join(have)} (add a file that extends multitask_ablation with cap_per_positive: {cap})")
+    return name

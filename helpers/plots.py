@@ -122,3 +122,28 @@ def scatter_cost_quality(points: dict[str, tuple[float, float]], xlabel: str, yl
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def learning_curves(curves: dict[str, list[dict]], tasks=("step", "table", "field"), title: str = "",
+                    x: str = "step"):
+    """Dev recall per task against training steps (``x="step"``) or training seconds
+    (``x="train_seconds"``): one panel per task, one line per run. ``curves[run]`` is a train log's
+    ``learning_curve`` (points with ``step``, ``train_seconds`` and ``dev`` = {task: value})."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.2), sharey=False)
+    for ax, task in zip(np.atleast_1d(axes), tasks):
+        for name, points in curves.items():
+            pts = [(p[x], p["dev"][task]) for p in points if task in p["dev"]]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", label=name)
+        if x == "step":
+            ax.set_xscale("symlog", linthresh=15)
+        ax.set_xlabel("optimizer steps" if x == "step" else "training seconds")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("dev recall (sample)")
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -26,11 +26,13 @@ class Profile:
     # evaluation: cap on queries per task and split (None = all)
     max_eval_queries: int | None
     # training (helpers.train)
-    train_pairs: int | None  # pairs sampled per run (None = all)
+    train_pairs: int | None  # pairs sampled per run and task (x tasks with budget_per_task; None = all)
     batch_size: int
     epochs: float
     max_seq_length: int
     eval_steps: int | None
+    # ablations (configs with `train_pairs: ablation`): a smaller, documented budget (None: train_pairs)
+    ablation_pairs: int | None = None
     # training checkpoints (helpers.train): save every N steps (None: every max(25, steps // 4))
     save_steps: int | None = None
     # smoke only: replace every config's base encoder (a pipeline check, not a result)
@@ -51,7 +53,8 @@ PROFILES: dict[str, Profile] = {
     # Measured here: me5-small trains at ~5 pairs/s (batch 32, frozen embeddings), so 1,920 pairs
     # (60 steps) is ~6.5 minutes a run; the case study trains 8 models.
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
-                   train_pairs=1920, batch_size=32, epochs=1, max_seq_length=96, eval_steps=None),
+                   train_pairs=1920, ablation_pairs=640, batch_size=32, epochs=1, max_seq_length=256,
+                   eval_steps=None),
     "full": Profile("full", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                     train_pairs=None, batch_size=64, epochs=1, max_seq_length=256, eval_steps=500),
 }

@@ -27,7 +27,7 @@ def test_config_errors(tmp_path):
 def test_all_configs_parse():
     names = {p.stem for p in (REPO / "configs").glob("*.yaml")}
     assert {"single_step", "single_table", "single_field", "multitask", "multitask_downsampled",
-            "multitask_cap5", "multitask_cap10", "multitask_cap50", "example"} <= names
+            "multitask_cap5", "multitask_cap20", "multitask_cap50", "example"} <= names
     for p in (REPO / "configs").glob("*.yaml"):
         cfg = TrainConfig.from_yaml(p)
         assert cfg.name == p.stem
@@ -43,3 +43,40 @@ def test_number_fields_follow_the_annotations():
     assert "cap_per_task" not in fields and "freeze_embeddings" not in fields and "name" not in fields
     cfg = TrainConfig.from_dict({"tasks": ["step"], "learning_rate": "5e-5", "max_eval_queries": "1e3"})
     assert cfg.learning_rate == 5e-5 and cfg.max_eval_queries == 1000
+
+
+def test_configs_are_a_base_plus_deltas():
+    """Every study config but the base and the user example extends another and restates none of its keys."""
+    import yaml
+
+    for p in (REPO / "configs").glob("*.yaml"):
+        if p.stem in ("multitask", "example"):
+            continue
+        own = yaml.safe_load(p.read_text())
+        assert "extends" in own, p.name
+        parent = yaml.safe_load((REPO / "configs" / f"{own['extends']}.yaml").read_text())
+        same = {k for k, v in own.items() if k not in ("name", "description") and parent.get(k) == v}
+        assert not same, f"{p.name} restates {same}"
+        assert "seed" not in own, f"{p.name}: the seed comes from the caller"
+    doc = TrainConfig.from_yaml(REPO / "configs" / "multitask_doc_instructions.yaml")
+    assert (doc.doc_instructions, doc.cap_per_positive, doc.train_pairs, doc.tasks) == \
+        (True, 20, "ablation", ["step", "table", "field"])
+    assert TrainConfig.from_yaml(REPO / "configs" / "single_step.yaml").tasks == ["step"]
+
+
+def test_extends_errors_name_the_file_that_set_the_value(tmp_path):
+    (tmp_path / "base.yaml").write_text("tasks: [step]\nlearning_rate: fast\n")
+    (tmp_path / "child.yaml").write_text("extends: base\nepochs: 1\n")
+    with pytest.raises(DataError) as e:
+        TrainConfig.from_yaml(tmp_path / "child.yaml")
+    assert "base.yaml:2" in str(e.value) and "learning_rate" in str(e.value)
+    (tmp_path / "good.yaml").write_text("tasks: [step]\n")
+    (tmp_path / "bad.yaml").write_text("extends: good\nepochs: zero\n")
+    with pytest.raises(DataError, match=r"bad.yaml:2"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "loop.yaml").write_text("extends: loop\n")
+    with pytest.raises(DataError, match="loops back"):
+        TrainConfig.from_yaml(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere\n")
+    with pytest.raises(DataError, match="nowhere.yaml"):
+        TrainConfig.from_yaml(tmp_path / "orphan.yaml")

@@ -64,8 +64,12 @@ def test_run_budget_total_per_task_and_all():
 
     cpu = get_profile("cpu")
     assert run_budget(TrainConfig.from_dict({"tasks": ["step", "table", "field"]}), cpu, 3) == cpu.train_pairs
-    per_task = TrainConfig.from_yaml(REPO / "configs" / "multitask_task_budget.yaml")
+    per_task = TrainConfig.from_yaml(REPO / "configs" / "multitask.yaml")
     assert run_budget(per_task, cpu, 3) == 3 * cpu.train_pairs
+    ablation = TrainConfig.from_yaml(REPO / "configs" / "multitask_ablation.yaml")
+    assert cpu.ablation_pairs < cpu.train_pairs
+    assert run_budget(ablation, cpu, 3) == 3 * cpu.ablation_pairs
+    assert run_budget(TrainConfig.from_yaml(REPO / "configs" / "multitask_same_budget.yaml"), cpu, 3) == cpu.train_pairs
     assert run_budget(TrainConfig.from_dict({"tasks": ["step"], "train_pairs": 100}), cpu, 1) == 100
     assert run_budget(TrainConfig.from_dict({"tasks": ["step"], "train_pairs": "all"}), cpu, 1) is None
 

@@ -130,3 +130,26 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     other = json.loads((out / "train_log.rank1.json").read_text())
     assert other["task_per_step"] == log["training"]["task_per_step"]      # same task on both processes
     assert (out / "model" / "modules.json").is_file()
+
+
+@pytest.mark.slow
+def test_learning_curve_top_layers_and_per_task_length(tmp_path):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    res = train(_smoke_cfg(curve_steps=[0, 2, 4], curve_queries=5, train_top_layers=2, max_seq_length=48),
+                profile="smoke", out_dir=tmp_path / "run", train_jsonl=[EXAMPLE], corpora=CORPORA,
+                show_progress=False)
+    tr, seq = res.log["training"], res.log["data"]["seq_len"]
+    # the curve: the base at step 0, then the requested steps, each with the dev sample of every task
+    assert [p["step"] for p in tr["learning_curve"]] == [0, 2, 4]
+    assert all(set(p["dev"]) == {"step", "table", "field"} for p in tr["learning_curve"])
+    assert all(0 <= v <= 1 for p in tr["learning_curve"] for v in p["dev"].values())
+    secs = [p["train_seconds"] for p in tr["learning_curve"]]
+    assert secs[0] < 1 and secs == sorted(secs)       # evaluation time is not counted as training time
+    # top 2 of minilm's 6 layers: embeddings and the 4 lower layers get no gradient
+    assert tr["trainable_params"] < res.log["resolved"]["params"] / 3
+    # each task cut at its own length: a batch's padded length never exceeds its task's
+    lens = seq["per_task"]
+    assert set(lens) == {"step", "table", "field"} and max(lens.values()) <= 48
+    assert res.log["resolved"]["max_seq_length"] == max(lens.values())
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log["training"]["learning_curve"] == tr["learning_curve"]

@@ -79,7 +79,61 @@ def trainer_classes():
                     "complete": self.prior is not None,
                     "steps": (self.prior or []) + [step_record(s) for s in self.trainer.step_stats]})
 
+    CountingTrainer.data_collator_class = task_length_collator_class()
     return CountingTrainer, QuietProgress, StopAtStep, SaveStepStats
+
+
+def task_length_collator_class():
+    """sentence-transformers' data collator, cutting each batch's texts at its task's length.
+
+    Batches hold one task each (homogeneous batches), so ``task_lengths`` (task -> tokens, set on the
+    instance) can give every task a length fitted to its own texts.
+    """
+    from dataclasses import dataclass, field
+
+    from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
+
+    @dataclass
+    class TaskLengthCollator(SentenceTransformerDataCollator):
+        task_lengths: dict = field(default_factory=dict)
+
+        def __call__(self, features):
+            if self.task_lengths and features and "dataset_name" in features[0]:
+                self.max_length = self.task_lengths.get(features[0]["dataset_name"])
+            return super().__call__(features)
+
+    return TaskLengthCollator
+
+
+def learning_curve_callback(steps, evaluate):
+    """A Trainer callback that runs ``evaluate()`` (-> ``{task: value}``) at the given steps (0: before
+    the first step). Its ``points`` record each with the training time so far, evaluation excluded, so
+    the curve can be read against steps and wall time."""
+    from transformers import TrainerCallback
+
+    class LearningCurve(TrainerCallback):
+        def __init__(self):
+            self.steps, self.points = set(steps), []
+            self.t0, self.eval_seconds = None, 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+            if 0 in self.steps and state.global_step == 0:
+                self._point(0)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in self.steps and state.is_world_process_zero:
+                self._point(state.global_step)
+
+        def _point(self, step: int) -> None:
+            t = time.perf_counter()
+            dev = evaluate()
+            took = time.perf_counter() - t
+            self.points.append({"step": step, "train_seconds": round(t - self.t0 - self.eval_seconds, 1),
+                                "eval_seconds": round(took, 1), "dev": dev})
+            self.eval_seconds += took
+
+    return LearningCurve()
 
 
 STEP_STATS_FILE = "helpers_step_stats.json"

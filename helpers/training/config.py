@@ -44,6 +44,43 @@ def _as_number(value, kind: type):
     return float(value)
 
 
+def _where(source, lines, fld) -> tuple:
+    """(file, line) of a config key; keys inherited through ``extends`` name their own file."""
+    at = (lines or {}).get(fld)
+    return at if isinstance(at, tuple) else (source, at)
+
+
+def _read_config_yaml(path: Path, chain: tuple) -> tuple[dict, dict]:
+    """A config file's keys after ``extends``, and where each key was set (key -> (file, line))."""
+    import yaml
+
+    if not path.is_file():
+        raise DataError("config file not found", file=path)
+    if path.resolve() in chain:
+        raise DataError(f"'extends' loops back to {path.name}", file=chain[-1], field="extends")
+    try:
+        text = path.read_text(encoding="utf-8")
+        d = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 ({e.reason})", file=path) from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise DataError(f"invalid YAML: {e}", file=path, line=None if line is None else line + 1) from None
+    if not isinstance(d, dict):
+        raise DataError("a config must be a mapping of keys to values", file=path)
+    lines = {k: (str(path), n) for k, n in _key_lines(text).items()}
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d, lines
+    if not isinstance(parent, str) or not parent:
+        raise DataError(f"extends must name a config in the same folder, got {parent!r}", file=path,
+                        line=lines.get("extends", (None, None))[1], field="extends")
+    base, base_lines = _read_config_yaml(path.parent / f"{parent}.yaml", chain + (path.resolve(),))
+    for own in ("name", "description"):   # these describe the base, not this file
+        base.pop(own, None)
+    return {**base, **d}, {**base_lines, **lines}
+
+
 def _key_lines(text: str) -> dict[str, int]:
     """Line (1-based) of each top-level key of a YAML mapping, for error messages."""
     import yaml
@@ -77,6 +114,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     freeze_embeddings: bool = True
+    train_top_layers: int | None = None      # train only the top N transformer layers (None: all)
     # frequency-based downsampling
     cap_per_positive: int | None = None
     cap_per_task: dict[str, int] | None = None
@@ -87,19 +125,22 @@ class TrainConfig:
     hn_range_max: int = 30
     hn_relative_margin: float = 0.05
     # budget (None: profile)
-    train_pairs: int | str | None = None     # int, None (profile) or "all"
+    train_pairs: int | str | None = None     # int, None (profile), "ablation" (profile's ablation budget) or "all"
     budget_per_task: bool = False            # budget x number of tasks (helpers.training.pairs, "Budget")
     batch_size: int | None = None
     epochs: float | None = None
     max_steps: int | None = None             # overrides the budget rule
     max_seq_length: int | None = None        # cap on the fitted length (None: profile)
     fit_seq_length: bool = True
+    seq_len_per_task: bool = True            # fit (and cap) the length per task; batches are one task each
     pad_to_max_length: bool = False          # pad every batch to max_seq_length (the plain setup, for benchmarks)
     seq_len_percentile: float = 98.0
     # checkpoints / evaluation
     save_steps: int | None = None
     save_total_limit: int = 2
     eval_steps: int | None = None            # dev evaluation during training (None: profile; 0: off)
+    curve_steps: list[int] = field(default_factory=list)  # learning curve: dev sample evaluated at these steps
+    curve_queries: int = 200                 # the curve's fixed dev sample: first N query ids per task
     dev_split: str = "dev"
     eval_splits: list[str] = field(default_factory=lambda: ["dev"])   # final report; ["all"] = every split
     eval_tasks: list[str] | None = None      # final report tasks (None: trained tasks + workflow if present)
@@ -117,31 +158,21 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
+            file, line = _where(source, lines, unknown[0])
             raise DataError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(known))}",
-                            file=source, line=(lines or {}).get(unknown[0]), field=unknown[0])
+                            file=file, line=line, field=unknown[0])
         cfg = cls(**d)
         cfg.validate(source, lines)
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        import yaml
-
+        """A config file; ``extends: <name>`` starts from ``<name>.yaml`` in the same folder (an
+        ablation is its base plus the keys it changes). ``name`` defaults to the file's stem."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError("config file not found", file=path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            d = yaml.safe_load(text) or {}
-        except UnicodeDecodeError as e:
-            raise DataError(f"not valid UTF-8 ({e.reason})", file=path) from None
-        except yaml.YAMLError as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            raise DataError(f"invalid YAML: {e}", file=path, line=None if line is None else line + 1) from None
-        if not isinstance(d, dict):
-            raise DataError("a config must be a mapping of keys to values", file=path)
+        d, lines = _read_config_yaml(path, ())
         d.setdefault("name", path.stem)
-        return cls.from_dict(d, source=str(path), lines=_key_lines(text))
+        return cls.from_dict(d, source=str(path), lines=lines)
 
     def validate(self, source: str | None = None, lines: dict[str, int] | None = None) -> None:
         """Check and normalise every field; a bad one raises :class:`DataError` naming it.
@@ -152,7 +183,8 @@ class TrainConfig:
         lines = lines or {}
 
         def bad(msg, fld):
-            raise DataError(msg, file=source, line=lines.get(fld), field=fld)
+            file, line = _where(source, lines, fld)
+            raise DataError(msg, file=file, line=line, field=fld)
 
         self._check_numbers(bad)
         self._check_strings(bad)
@@ -165,12 +197,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and nullable:
                 continue
-            if name == "train_pairs" and value == "all":
+            if name == "train_pairs" and value in ("all", "ablation"):
                 continue
             number = _as_number(value, kind)
             if number is None:
                 what = "an integer" if kind is int else "a number"
-                extra = ", 'all'" if name == "train_pairs" else ""
+                extra = ", 'all', 'ablation'" if name == "train_pairs" else ""
                 bad(f"{name} must be {what}{extra}{' or null' if nullable else ''}, got {value!r}", name)
             setattr(self, name, number)
 
@@ -212,7 +244,8 @@ class TrainConfig:
         if self.hard_negatives not in HARD_NEGATIVES:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
         for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",
-                     "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs"):
+                     "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs", "train_top_layers",
+                     "curve_queries"):
             v = getattr(self, name)
             if isinstance(v, int) and v < 1:
                 bad(f"{name} must be a positive integer{' or null' if number_fields()[name][1] else ''}, "
@@ -244,6 +277,11 @@ class TrainConfig:
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 bad(f"{name} must be a list of strings, got {getattr(self, name)!r}", name)
             setattr(self, name, v)
+        steps = self.curve_steps
+        numbers = [_as_number(x, int) for x in steps] if isinstance(steps, list) else [None]
+        if any(n is None or n < 0 for n in numbers):
+            bad(f"curve_steps must be a list of step numbers >= 0, got {steps!r}", "curve_steps")
+        self.curve_steps = sorted(set(numbers))
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -38,12 +38,45 @@ def freeze_word_embeddings(model) -> int:
     return int(emb.weight.numel())
 
 
+def freeze_lower_layers(model, top: int) -> int:
+    """Train only the top ``top`` transformer layers: freeze the embeddings and every layer below.
+
+    A cheaper step: no gradient flows below the first trainable layer, so the backward pass stops
+    there. Returns the number of newly frozen parameters.
+    """
+    from helpers.io import DataError
+
+    backbone = model[0].auto_model
+    layers = list(getattr(getattr(backbone, "encoder", None), "layer", []) or [])
+    if not layers:
+        raise DataError("train_top_layers needs a BERT-style encoder (encoder.layer); this model has none",
+                        field="train_top_layers")
+    frozen = [backbone.embeddings] + layers[:max(0, len(layers) - top)]
+    n = 0
+    for module in frozen:
+        for p in module.parameters():
+            if p.requires_grad:
+                p.requires_grad_(False)
+                n += p.numel()
+    return n
+
+
+def _round_len(raw: float, cap: int) -> int:
+    return int(min(cap, max(16, 8 * math.ceil(raw / 8))))
+
+
 def fit_max_seq_length(model, datasets: dict, prompts_by_task: dict[str, dict[str, str]], cap: int,
                        percentile: float = 98.0, sample: int = 2000, seed: int = 0) -> tuple[int, dict]:
-    """Token length at ``percentile`` over prompted texts of every column, rounded up to 8, capped."""
+    """Token length at ``percentile`` over prompted texts of every column, rounded up to 8, capped.
+
+    The report's ``per_task`` is the same rule per task, taken over the column that needs most (a
+    query and its short document are padded separately, so the long column sets the length).
+    """
     tok = model.tokenizer
     lengths: list[int] = []
     per_col: dict[str, float] = {}
+    per_task: dict[str, int] = {}
+    by_task: dict[str, list[int]] = {}
     for task, ds in datasets.items():
         n = len(ds)
         idx = np.sort(task_rng(seed, task, "seqlen").choice(n, size=min(n, sample), replace=False)).tolist()
@@ -54,8 +87,13 @@ def fit_max_seq_length(model, datasets: dict, prompts_by_task: dict[str, dict[st
             ls = [len(x) for x in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
             per_col[f"{task}.{col}"] = float(np.percentile(ls, percentile))
             lengths.extend(ls)
+            by_task.setdefault(task, []).extend(ls)
+        cols = [v for k, v in per_col.items() if k.startswith(f"{task}.")]
+        per_task[task] = _round_len(max(cols), cap) if cols else cap
     raw = float(np.percentile(lengths, percentile)) if lengths else cap
-    fitted = int(min(cap, max(16, 8 * math.ceil(raw / 8))))
+    fitted = _round_len(raw, cap)
+    cut = {t: float(np.mean(np.asarray(ls) > per_task[t])) for t, ls in by_task.items()}
     return fitted, {"percentile": percentile, "raw": raw, "cap": cap, "fitted": fitted,
+                    "per_task": per_task, "per_task_truncated_share": cut,
                     "max": int(max(lengths)) if lengths else 0, "per_column": per_col,
                     "truncated_share": float(np.mean(np.asarray(lengths) > fitted)) if lengths else 0.0}

@@ -203,7 +203,10 @@ def run_budget(cfg, prof, n_tasks: int) -> int | None:
     ``budget_per_task``; ``None`` (``train_pairs: all``) keeps every pair."""
     if cfg.train_pairs == "all":
         return None
-    budget = cfg.train_pairs or prof.train_pairs
+    if cfg.train_pairs == "ablation":
+        budget = prof.ablation_pairs or prof.train_pairs
+    else:
+        budget = cfg.train_pairs or prof.train_pairs
     if budget is not None and cfg.budget_per_task:
         budget *= n_tasks
     return budget

@@ -48,11 +48,12 @@ from helpers.io import DataError, atomic_dir, atomic_write_json, atomic_write_te
 from helpers.models import load_encoder, mark_without_pooler
 from helpers.profiles import Profile, get_profile
 from helpers.tasks import TASKS, task_prompts
-from helpers.training.callbacks import (drop_if_empty, latest_checkpoint, load_step_stats, step_record,
-                                        trainer_classes, world)
+from helpers.training.callbacks import (drop_if_empty, latest_checkpoint, learning_curve_callback, load_step_stats,
+                                        step_record, trainer_classes, world)
 from helpers.training.card import save_with_card
 from helpers.training.config import TrainConfig, TrainResult, as_config
-from helpers.training.encoder import fit_max_seq_length, freeze_unused_pooler, freeze_word_embeddings
+from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, freeze_unused_pooler,
+                                      freeze_word_embeddings)
 from helpers.training.pairs import (default_data_dir, downsample, load_training_pairs, mine_bm25_negatives,
                                     mine_model_negatives, run_budget, sample_budget)
 from helpers.training.sampling import _MixingFactory
@@ -243,14 +244,20 @@ def _stage_encoder(run: _Run) -> None:
                                                  cfg.seq_len_percentile, seed=cfg.seed)
     else:
         seq_len, seq_report = cap_len, {"fitted": cap_len, "cap": cap_len}
+    # Batches hold one task each, so each task can be cut at its own length; the model's own length
+    # (used outside the collator, e.g. by mining) is the longest of them.
+    task_lens = dict(seq_report.get("per_task") or {}) if cfg.fit_seq_length and cfg.seq_len_per_task else {}
+    if task_lens:
+        seq_len = max(task_lens.values())
     model.max_seq_length = seq_len
     processing_kwargs = getattr(model[0], "processing_kwargs", None)
     if cfg.pad_to_max_length:
         model[0].processing_kwargs = {**processing_kwargs, "text": {"padding": "max_length"}}
-    run.extra.update(seq_len=seq_len, processing_kwargs=processing_kwargs,
+    run.extra.update(seq_len=seq_len, task_lens=task_lens, processing_kwargs=processing_kwargs,
                      n_params=sum(p.numel() for p in model.parameters()),
                      n_frozen=(freeze_word_embeddings(model) if cfg.freeze_embeddings else 0)
-                     + freeze_unused_pooler(model))
+                     + freeze_unused_pooler(model)
+                     + (freeze_lower_layers(model, cfg.train_top_layers) if cfg.train_top_layers else 0))
     run.data.update(train_sets=train_sets, seq_report=seq_report)
     model.prompts = dict(run.extra["prompts"])
 
@@ -321,12 +328,30 @@ def _stage_trainer(run: _Run, resume: bool, evaluate: bool, callbacks: list | No
     trainer = CountingTrainer(model=run.model, args=args, train_dataset=run.data["train_sets"], loss=loss,
                               evaluator=evaluator, callbacks=list(callbacks or []))
     trainer.step_stats = []
+    trainer.data_collator.task_lengths = run.extra["task_lens"]
     trainer.add_callback(SaveStepStats(trainer, run.extra["prior_steps"]))
+    run.extra["curve"] = _curve_callback(run) if evaluate else None
+    if run.extra["curve"] is not None:
+        trainer.add_callback(run.extra["curve"])
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)   # would print every (per-step) log when tqdm is off
     if show_progress and run.is_main:
         trainer.add_callback(QuietProgress(every=max(1, run.data["max_steps"] // 20)))
     return trainer
+
+
+def _curve_callback(run: _Run):
+    """The learning curve (``curve_steps``): the dev sample at the inference length, or None."""
+    cfg, model, eval_root = run.cfg, run.model, run.data["eval_root"]
+    if not cfg.curve_steps or eval_root is None or not run.is_main:
+        return None
+
+    def dev_sample() -> dict:
+        res = evaluate_model(model, eval_root, cfg.tasks, [cfg.dev_split], cfg.curve_queries, cfg.seed,
+                             max_seq_length=run.extra["inference_len"])
+        return {t: m[m["headline"]] for t, m in res.get(cfg.dev_split, {}).items()}
+
+    return learning_curve_callback(cfg.curve_steps, dev_sample)
 
 
 def _eval_tasks(cfg: TrainConfig, root: Path) -> list[str]:
@@ -366,7 +391,7 @@ def _training_record(run: _Run, trainer) -> dict:
     """The log's ``training`` part: counts and loss over the whole run, speed of this call."""
     stats, world_size, train_seconds = trainer.step_stats, run.world_size, run.timings["train_seconds"]
     prior = run.extra["prior_steps"]
-    resume_from = run.extra["resume_from"]
+    resume_from, curve = run.extra["resume_from"], run.extra.get("curve")
     # Counts and loss cover the whole run: the steps before a resume come from the checkpoint.
     whole = (prior or []) + [step_record(s) for s in stats]
     tokens_seen = sum(s[2] for s in whole) * world_size
@@ -403,7 +428,9 @@ def _training_record(run: _Run, trainer) -> dict:
                         "learning_rate": float(h.get("learning_rate", 0.0))} for h in hist if "loss" in h],
         "task_per_step": [s[0] for s in whole],
         "dev_curve": [{k: v for k, v in h.items() if k == "step" or "recall" in k or "ndcg" in k}
-                      for h in hist if any(k.startswith("eval_") for k in h)]}
+                      for h in hist if any(k.startswith("eval_") for k in h)],
+        "learning_curve": curve.points if curve else [],
+        "curve_seconds": round(curve.eval_seconds, 1) if curve else 0.0}
 
 
 def _stage_log(run: _Run, trainer) -> dict:

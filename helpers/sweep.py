@@ -1,0 +1,145 @@
+"""Learning-rate and cheaper-step sweep: the multi-task model at one fixed budget, several settings.
+
+Every variant is ``configs/multitask.yaml`` (the paper's setup) with a few keys changed, trained for
+``--steps`` optimizer steps on the profile's dataset; the dev sample (first ``curve_queries`` query ids per
+task) is evaluated at doubling steps, so each variant gives a small learning curve. Variants:
+
+``lr=2e-5``, ``lr=5e-5``, ``lr=1e-4``, ``lr=2e-4``  learning rate (the rest as the config)
+``top4``                                        train only the top 4 of 12 transformer layers (cheaper step)
+``one_length``                                  one length cap for every task instead of one per task
+
+Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
+one JSON (default ``results/sweep-<profile>.json``) and prints a table. Several processes may run
+different variants at once (``--threads 1`` each on a 2-core machine).
+
+    python -m helpers.sweep --variant lr=5e-5 lr=1e-4 --steps 120
+    python -m helpers.sweep --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from helpers.io import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASE_CONFIG = REPO_ROOT / "configs" / "multitask.yaml"
+VARIANTS: dict[str, dict] = {
+    "lr=2e-5": {"learning_rate": 2e-5},
+    "lr=5e-5": {"learning_rate": 5e-5},
+    "lr=1e-4": {"learning_rate": 1e-4},
+    "lr=2e-4": {"learning_rate": 2e-4},
+    "top4": {"train_top_layers": 4},
+    "one_length": {"seq_len_per_task": False},
+}
+
+
+def doubling_steps(last: int, first: int = 15) -> list[int]:
+    """0, first, 2*first, ... up to and including ``last``."""
+    steps, s = [0], first
+    while s < last:
+        steps.append(s)
+        s *= 2
+    return steps + [last]
+
+
+def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: int, out_root: Path,
+                curve_queries: int = 200) -> dict:
+    """Train one variant for ``steps`` steps with its learning curve; returns (and writes) its record."""
+    from helpers.train import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(BASE_CONFIG)
+    for key, value in VARIANTS[variant].items():
+        setattr(cfg, key, value)
+    cfg.name = f"sweep-{variant}"
+    cfg.max_steps = steps
+    cfg.train_pairs = steps * (cfg.batch_size or 32)   # every pair fresh: the steps, not the data, differ
+    cfg.budget_per_task = False
+    cfg.curve_steps = doubling_steps(steps)
+    cfg.curve_queries = curve_queries
+    cfg.save_steps, cfg.eval_steps = 10 ** 6, 0
+    cfg.eval_splits = []
+    t0 = time.perf_counter()
+    key = f"{variant}@{steps}"
+    res = train(cfg, profile=profile, out_dir=out_root / key, data_dir=data_dir, seed=seed, overwrite=True)
+    tr = res.log["training"]
+    record = {"variant": variant, "changes": VARIANTS[variant], "steps": steps, "seed": seed,
+              "learning_rate": cfg.learning_rate, "curve": tr["learning_curve"],
+              "steady": tr["steady"], "trainable_params": tr["trainable_params"],
+              "seq_len": {k: res.log["data"]["seq_len"].get(k) for k in
+                          ("fitted", "per_task", "per_task_truncated_share", "truncated_share")},
+              "padding_efficiency": tr["padding_efficiency"], "train_seconds": res.log["timings"]["train_seconds"],
+              "wall_seconds": round(time.perf_counter() - t0, 1),
+              "threads": res.log["environment"]["threads"]}
+    shutil.rmtree(out_root / key / "checkpoints", ignore_errors=True)   # the record is the product, not the weights
+    atomic_write_json(out_root / f"{key}.json", record)
+    return record
+
+
+def report(out_root: Path) -> tuple[dict, str]:
+    """All variant records under ``out_root`` and a markdown table of their last curve point."""
+    records = {}
+    for p in sorted(out_root.glob("*.json")):
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        records[f"{rec['variant']}@{rec['steps']}"] = rec
+    lines = ["| variant | steps | s/step | trainable | Step@15 | Table@5 | Field@5 |", "|---|---|---|---|---|---|---|"]
+    for name, rec in records.items():
+        last = rec["curve"][-1] if rec["curve"] else {"dev": {}}
+        sps = (rec.get("steady") or {}).get("seconds_per_step", float("nan"))
+        lines.append(f"| {name} | {rec['steps']} | {sps:.2f} | {rec['trainable_params'] / 1e6:.1f}M | "
+                     + " | ".join(f"{last['dev'].get(t, float('nan')):.3f}" for t in ("step", "table", "field"))
+                     + " |")
+    return records, "\n".join(lines) + "\n"
+
+
+def report_path(profile: str) -> Path:
+    return REPO_ROOT / "results" / f"sweep-{profile}.json"
+
+
+def load_report(profile: str) -> dict | None:
+    """The sweep report of a profile (``results/sweep-<profile>.json``), or None if none was written."""
+    path = report_path(profile)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers.sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=[])
+    p.add_argument("--steps", type=int, default=120, help="optimizer steps per variant (default 120)")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", default=None, help="dataset folder (default data/generated/<profile>-seed0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curve-queries", type=int, default=200)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 when two sweeps share 2 cores)")
+    p.add_argument("--report", action="store_true", help="gather the variants' records and print a table")
+    p.add_argument("--json", default=None, help="report JSON (default results/sweep-<profile>.json)")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    from helpers.train import default_data_dir
+    from helpers.workspace import runs_dir
+
+    out_root = runs_dir(args.profile) / "sweep"
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    data_dir = Path(args.data) if args.data else default_data_dir(args.profile)
+    for v in args.variant:
+        print(f"[sweep] {v}: {args.steps} steps", file=sys.stderr, flush=True)
+        run_variant(v, args.steps, args.profile, data_dir, args.seed, out_root, args.curve_queries)
+    if args.report or not args.variant:
+        records, table = report(out_root)
+        print(table, end="")
+        dest = Path(args.json) if args.json else report_path(args.profile)
+        atomic_write_json(dest, {"profile": args.profile, "variants": records, "table": table})
+        print(f"wrote {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -70,6 +70,7 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
     tr = res.log["training"]
     record = {"variant": variant, "changes": VARIANTS[variant], "steps": steps, "seed": seed,
               "learning_rate": cfg.learning_rate, "curve": tr["learning_curve"],
+              "dev_sample": f"helpers.evaluation.sample_queries: {curve_queries} queries per task, seed {seed}",
               "steady": tr["steady"], "trainable_params": tr["trainable_params"],
               "seq_len": {k: res.log["data"]["seq_len"].get(k) for k in
                           ("fitted", "per_task", "per_task_truncated_share", "truncated_share")},

@@ -42,3 +42,11 @@ def test_paper_tables_hold_the_brief_numbers():
     p = paper_tables()
     assert p["table4_ood"]["bm25"] == {"step": 0.82, "table": 0.79, "field": 0.26}
     assert p["table6_workflow"]["mGTE-base multi-task"]["workflow"] == 0.94
+
+
+def test_cap_config_names_the_ablation_configs_and_refuses_a_cap_without_one():
+    from helpers.experiments import cap_config
+
+    assert cap_config(None) == "multitask_ablation" and cap_config(20) == "multitask_cap20"
+    with pytest.raises(ValueError, match=r"cap 7: configs/multitask_cap7.yaml does not exist; caps with a config: 20, 5, 50"):
+        cap_config(7)

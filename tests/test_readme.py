@@ -32,9 +32,9 @@ ELSEWHERE = {
     "jupyter lab --allow-root": "tests/test_readme.py::test_jupyter_lab_starts",
     "make reproduce": "tests/test_readme.py::test_make_reproduce",
     "python -m helpers.train --config configs/example.yaml --profile smoke --train-jsonl data/examples/train.jsonl "
-    "--corpora data/examples/beir --out runs/example": "tests/test_train.py::test_readme_example_shows_fine_tuning_helps",
+    "--corpora data/examples/beir --out runs/example": "tests/test_trainer.py::test_readme_example_shows_fine_tuning_helps",
     "torchrun --standalone --nproc_per_node=2 -m helpers.train --config configs/example.yaml --profile smoke "
-    "--max-steps 3 --no-eval --out runs/example-ddp": "tests/test_train.py::test_ddp_two_processes_on_cpu",
+    "--max-steps 3 --no-eval --out runs/example-ddp": "tests/test_trainer.py::test_ddp_two_processes_on_cpu",
 }
 
 

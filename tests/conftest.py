@@ -20,3 +20,12 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "a"
     build_dataset(out, seed=3, profile="smoke", progress=False, **SMALL)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny English-only dataset for evaluation tests (BM25 and small models)."""
+    out = tmp_path_factory.mktemp("tiny") / "ds"
+    build_dataset(out, seed=2, profile="smoke", progress=False, train_flows=20, dev_flows=10, ood_flows=5,
+                  languages=())
+    return out

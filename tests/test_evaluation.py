@@ -2,7 +2,6 @@
 
 import pytest
 
-from helpers.data.build import build_dataset
 from helpers.evaluation import (RetrieverFactory, evaluate_folder, evaluate_model, evaluate_retriever, make_retriever,
                                 sample_queries, split_group)
 from helpers.metrics import evaluate_run
@@ -46,11 +45,8 @@ def test_groups_are_per_task_under_a_beir_root(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("evaluation") / "ds"
-    build_dataset(out, seed=2, profile="smoke", progress=False, train_flows=20, dev_flows=10, ood_flows=5,
-                  languages=())
-    return out
+def data(tiny):
+    return tiny
 
 
 def test_k_comes_from_the_task_registry_and_queries_from_the_one_sample(data):

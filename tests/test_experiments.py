@@ -2,16 +2,12 @@
 
 import pytest
 
-from helpers.data.build import build_dataset
 from helpers.experiments import evaluate_grid, ood_average, paper_tables, summary_table, to_markdown
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("exp") / "ds"
-    build_dataset(out, seed=1, profile="smoke", progress=False, train_flows=20, dev_flows=8, ood_flows=5,
-                  languages=())
-    return out
+def data(tiny):
+    return tiny
 
 
 def test_grid_and_weighted_ood_average(data):

@@ -2,7 +2,6 @@
 
 import pytest
 
-from helpers.data.build import build_dataset
 from helpers.evaluation import (RetrieverFactory, evaluate_folder, evaluate_model, evaluate_retriever, make_retriever,
                                 sample_queries, split_group)
 from helpers.metrics import evaluate_run
@@ -45,15 +44,8 @@ def test_groups_are_per_task_under_a_beir_root(tmp_path):
     assert split_group("dev") == "dev" and split_group("nested/b") == "other" and split_group("a") == "other"
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("evaluation") / "ds"
-    build_dataset(out, seed=2, profile="smoke", progress=False, train_flows=20, dev_flows=10, ood_flows=5,
-                  languages=())
-    return out
-
-
-def test_k_comes_from_the_task_registry_and_queries_from_the_one_sample(data):
+def test_k_comes_from_the_task_registry_and_queries_from_the_one_sample(built):
+    data = built  # tests/conftest.py: a small dataset built once per session
     from helpers.beir import load_beir
     from helpers.experiments import evaluate_grid
 
@@ -93,7 +85,8 @@ def test_max_seq_length_belongs_to_the_retriever():
     assert not np.allclose(e_short, e_full, atol=1e-3)
 
 
-def test_training_time_evaluation_is_the_same_evaluation(data):
+def test_training_time_evaluation_is_the_same_evaluation(built):
+    data = built
     from helpers.models import load_encoder
 
     model = load_encoder("minilm-l6")

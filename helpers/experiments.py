@@ -162,3 +162,8 @@ def cap_config(cap: int | None) -> str:
         raise ValueError(f"no config for cap {cap}: configs/{name}.yaml does not exist; caps with a config: "
                          f"{', '.join(have)} (add a file that extends multitask_ablation with cap_per_positive: {cap})")
     return name
+
+
+def baselines() -> dict[str, str]:
+    """The retrievers every comparison starts from: BM25 and the two base encoders (name -> spec)."""
+    return {"bm25": "bm25", "minilm-l6": "minilm-l6", "me5-small": "me5-small"}

@@ -73,23 +73,23 @@ def fit_max_seq_length(model, datasets: dict, prompts_by_task: dict[str, dict[st
     query and its short document are padded separately, so the long column sets the length).
     """
     tok = model.tokenizer
-    lengths: list[int] = []
     per_col: dict[str, float] = {}
     per_task: dict[str, int] = {}
     by_task: dict[str, list[int]] = {}
     for task, ds in datasets.items():
         n = len(ds)
         idx = np.sort(task_rng(seed, task, "seqlen").choice(n, size=min(n, sample), replace=False)).tolist()
+        col_lens: list[float] = []
         for col in ds.column_names:
             if col not in prompts_by_task[task]:
                 continue
             texts = [prompts_by_task[task][col] + t for t in ds.select(idx)[col]]
             ls = [len(x) for x in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
             per_col[f"{task}.{col}"] = float(np.percentile(ls, percentile))
-            lengths.extend(ls)
+            col_lens.append(per_col[f"{task}.{col}"])
             by_task.setdefault(task, []).extend(ls)
-        cols = [v for k, v in per_col.items() if k.startswith(f"{task}.")]
-        per_task[task] = _round_len(max(cols), cap) if cols else cap
+        per_task[task] = _round_len(max(col_lens), cap) if col_lens else cap
+    lengths = [n for ls in by_task.values() for n in ls]
     raw = float(np.percentile(lengths, percentile)) if lengths else cap
     fitted = _round_len(raw, cap)
     cut = {t: float(np.mean(np.asarray(ls) > per_task[t])) for t, ls in by_task.items()}

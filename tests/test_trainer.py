@@ -135,11 +135,12 @@ def test_ddp_two_processes_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_learning_curve_top_layers_and_per_task_length(tmp_path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    res = train(_smoke_cfg(curve_steps=[0, 2, 4], curve_queries=5, train_top_layers=2, max_seq_length=48),
+    res = train(_smoke_cfg(curve_steps=[0, 2, 8], curve_queries=5, train_top_layers=2, max_seq_length=48),
                 profile="smoke", out_dir=tmp_path / "run", train_jsonl=[EXAMPLE], corpora=CORPORA,
                 show_progress=False)
     tr, seq = res.log["training"], res.log["data"]["seq_len"]
-    # the curve: the base at step 0, then the requested steps, each with the dev sample of every task
+    # the curve: the base at step 0, the requested steps the run reaches (8 is past its 4), then the
+    # last step, so the curve ends at the saved model; each point has the dev sample of every task
     assert [p["step"] for p in tr["learning_curve"]] == [0, 2, 4]
     assert all(set(p["dev"]) == {"step", "table", "field"} for p in tr["learning_curve"])
     assert all(0 <= v <= 1 for p in tr["learning_curve"] for v in p["dev"].values())

@@ -107,8 +107,9 @@ def task_length_collator_class():
 
 def learning_curve_callback(steps, evaluate):
     """A Trainer callback that runs ``evaluate()`` (-> ``{task: value}``) at the given steps (0: before
-    the first step). Its ``points`` record each with the training time so far, evaluation excluded, so
-    the curve can be read against steps and wall time."""
+    the first step) and at the last step, so a curve always ends at the model that is saved. Its
+    ``points`` record each with the training time so far, evaluation excluded, so the curve can be
+    read against steps and wall time."""
     from transformers import TrainerCallback
 
     class LearningCurve(TrainerCallback):
@@ -123,6 +124,11 @@ def learning_curve_callback(steps, evaluate):
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step in self.steps and state.is_world_process_zero:
+                self._point(state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            done = {p["step"] for p in self.points}
+            if self.steps and state.global_step not in done and state.is_world_process_zero:
                 self._point(state.global_step)
 
         def _point(self, step: int) -> None:

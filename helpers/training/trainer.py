@@ -95,7 +95,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     override the config's data; ``corpora`` is a folder of BEIR folders per task for evaluation (default:
     ``data_dir/beir``). ``resume=True`` continues from the latest checkpoint in ``out_dir/checkpoints``.
     ``out_dir`` must be new, empty or a folder an earlier run created (marker file); any other folder is
-    refused unless ``overwrite`` (then only this run's own entries are replaced).
+    refused unless ``overwrite`` (then only this run's own entries are replaced). ``evaluate=False``
+    skips the dev evaluation during training and the final report (the notebooks evaluate models
+    themselves); a configured learning curve (``curve_steps``) is still recorded.
     """
     run = _stage_paths(config, profile, out_dir, data_dir, train_jsonl, corpora, seed, overwrite)
     from transformers import set_seed
@@ -330,7 +332,8 @@ def _stage_trainer(run: _Run, resume: bool, evaluate: bool, callbacks: list | No
     trainer.step_stats = []
     trainer.data_collator.task_lengths = run.extra["task_lens"]
     trainer.add_callback(SaveStepStats(trainer, run.extra["prior_steps"]))
-    run.extra["curve"] = _curve_callback(run) if evaluate else None
+    # the curve is asked for by the config, so it runs even when the caller evaluates the model itself
+    run.extra["curve"] = _curve_callback(run)
     if run.extra["curve"] is not None:
         trainer.add_callback(run.extra["curve"])
     trainer.remove_callback(ProgressCallback)

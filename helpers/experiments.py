@@ -16,7 +16,7 @@ from typing import Iterable
 import yaml
 
 from helpers.evaluation import RetrieverFactory, evaluate_folder  # noqa: F401 (RetrieverFactory: notebooks)
-from helpers.metrics import weighted_mean
+from helpers.metrics import paired_bootstrap_strata, weighted_mean
 from helpers.retrieval import Retriever
 from helpers.splits import LANGUAGES
 from helpers.splits import OOD_SPLITS as _OOD_SPLITS
@@ -71,6 +71,23 @@ def ood_average(grid: dict, name: str, task: str, splits: Iterable[str] = OOD_SP
     """The paper's Table 4 number: recall averaged over OOD splits weighted by their query counts."""
     cells = {s: grid[name][task][s] for s in splits if s in grid[name][task]}
     return weighted_mean({s: {"r": c["recall"]} for s, c in cells.items()}, {s: c["n"] for s, c in cells.items()})["r"]
+
+
+def compare(grid: dict, a: str, b: str, tasks: Iterable[str], splits: Iterable[str], equal_weights: bool = False,
+            n_resamples: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``{task: paired bootstrap of b - a}`` on the average over ``splits`` that the tables report: the
+    query-weighted average (dev alone, the OOD weighted average) or, with ``equal_weights``, the plain
+    average over splits (the multilingual average). Needs the grid's per-query values."""
+    out = {}
+    for t in tasks:
+        splits_t = [s for s in splits if s in grid[a][t] and s in grid[b][t]]
+        if not splits_t:
+            raise ValueError(f"no split of {list(splits)} was evaluated for both {a!r} and {b!r} on task {t!r}")
+        out[t] = paired_bootstrap_strata({s: grid[a][t][s]["per_query"] for s in splits_t},
+                                         {s: grid[b][t][s]["per_query"] for s in splits_t},
+                                         weights={s: 1.0 for s in splits_t} if equal_weights else None,
+                                         n_resamples=n_resamples, seed=seed)
+    return out
 
 
 def summary_table(grid: dict, splits: Iterable[str] | None = None, ood: bool = False) -> dict[str, dict[str, float]]:

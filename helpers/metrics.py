@@ -203,6 +203,37 @@ def paired_bootstrap(a: Mapping[str, float] | Sequence[float], b: Mapping[str, f
             "low": float(low), "high": float(high), "p_value": min(1.0, p)}
 
 
+def paired_bootstrap_strata(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]],
+                            weights: Mapping[str, float] | None = None, n_resamples: int = 1000,
+                            confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap of a weighted average over strata (splits): ``sum_s w_s * mean_s(b - a)``.
+
+    ``a`` and ``b`` are ``{stratum: {qid: value}}``; queries are resampled within each stratum, so the
+    statistic is exactly the average a table reports: ``weights=None`` weights each stratum by its
+    number of queries (the paper's OOD weighted average, i.e. the mean over all queries), equal
+    weights give a plain average over languages. Returns the keys of :func:`paired_bootstrap`.
+    """
+    if set(a) != set(b) or not a:
+        raise ValueError(f"paired tests need the same strata; only in a: {sorted(set(a) - set(b))}, "
+                         f"only in b: {sorted(set(b) - set(a))}")
+    pairs = {s: _paired(a[s], b[s]) for s in a}
+    w = {s: float(len(pairs[s][0]) if weights is None else weights[s]) for s in pairs}
+    total = sum(w.values())
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n_resamples)
+    mean_a = mean_b = delta = 0.0
+    for s, (va, vb) in pairs.items():
+        share = w[s] / total
+        means += share * _bootstrap_means(vb - va, n_resamples, rng)
+        mean_a, mean_b = mean_a + share * float(va.mean()), mean_b + share * float(vb.mean())
+        delta += share * float((vb - va).mean())
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    p = (int((np.abs(means - delta) >= abs(delta) - 1e-12).sum()) + 1) / (n_resamples + 1)
+    return {"mean_a": mean_a, "mean_b": mean_b, "delta": delta, "low": float(low), "high": float(high),
+            "p_value": min(1.0, p)}
+
+
 def randomization_test(a: Mapping[str, float] | Sequence[float], b: Mapping[str, float] | Sequence[float],
                        n_resamples: int = 10000, seed: int = 0, chunk: int = 1000) -> dict[str, float]:
     """Paired randomization (sign-flip permutation) test of ``mean(b) - mean(a)``; two-sided p-value.

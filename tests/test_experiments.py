@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers.experiments import evaluate_grid, ood_average, paper_tables, summary_table, to_markdown
+from helpers.experiments import compare, evaluate_grid, ood_average, paper_tables, summary_table, to_markdown
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,20 @@ def test_grid_and_weighted_ood_average(data):
     assert ood_average(grid, "bm25", "table", ["ood01", "ood02"]) == pytest.approx(expected)
     table = summary_table(grid, ood=False, splits=["ood01"])
     assert table["bm25"]["step"] == pytest.approx(round(grid["bm25"]["step"]["ood01"]["recall"], 4))
+
+
+def test_compare_tests_the_average_the_table_reports(data):
+    from helpers.retrieval import BM25Retriever
+
+    grid = evaluate_grid({"bm25": "bm25", "bm25-plus": BM25Retriever(k1=0.3, b=0.9)}, data, ["table"], ["ood01", "ood02"],
+                         progress=False)
+    res = compare(grid, "bm25", "bm25-plus", ["table"], ["ood01", "ood02"], n_resamples=200)["table"]
+    assert res["mean_a"] == pytest.approx(ood_average(grid, "bm25", "table", ["ood01", "ood02"]))
+    assert res["delta"] == pytest.approx(ood_average(grid, "bm25-plus", "table", ["ood01", "ood02"]) - res["mean_a"])
+    plain = compare(grid, "bm25", "bm25", ["table"], ["ood01", "ood02"], equal_weights=True, n_resamples=200)
+    assert plain["table"]["delta"] == 0 and plain["table"]["p_value"] == 1.0
+    with pytest.raises(ValueError, match="no split"):
+        compare(grid, "bm25", "bm25-plus", ["table"], ["dev"])
 
 
 def test_max_queries_samples_deterministically(data):

@@ -8,7 +8,7 @@ import random
 import pytest
 import pytrec_eval
 
-from helpers.metrics import (METRICS, bootstrap_ci, evaluate_run, metric_names, paired_bootstrap,
+from helpers.metrics import (METRICS, bootstrap_ci, evaluate_run, metric_names, paired_bootstrap, paired_bootstrap_strata,
                              per_query_metrics, randomization_test, rank_documents, weighted_mean)
 
 KS = (1, 3, 5, 10, 15)
@@ -164,3 +164,20 @@ def test_paired_tests():
     assert 0 < r["low"] < r["delta"] < r["high"]
     with pytest.raises(ValueError, match="same queries"):
         randomization_test(a, {"x": 1.0})
+
+
+def test_stratified_bootstrap_is_the_tables_average():
+    rng = random.Random(1)
+    # two strata of different sizes: b wins by 0.3 on the small one and loses by 0.1 on the big one
+    a = {"s1": {f"q{i}": rng.random() * 0.5 for i in range(40)}, "s2": {f"q{i}": rng.random() for i in range(360)}}
+    b = {"s1": {q: v + 0.3 for q, v in a["s1"].items()}, "s2": {q: v - 0.1 for q, v in a["s2"].items()}}
+    by_queries = paired_bootstrap_strata(a, b, n_resamples=2000, seed=0)
+    assert by_queries["delta"] == pytest.approx((40 * 0.3 - 360 * 0.1) / 400)    # the pooled mean: b loses
+    assert by_queries["high"] < 0 and by_queries["p_value"] < 0.01
+    equal = paired_bootstrap_strata(a, b, weights={"s1": 1, "s2": 1}, n_resamples=2000, seed=0)
+    assert equal["delta"] == pytest.approx((0.3 - 0.1) / 2) and equal["low"] > 0  # the plain average: b wins
+    # one stratum equals paired_bootstrap's statistic
+    one = paired_bootstrap_strata({"s": a["s2"]}, {"s": b["s2"]}, n_resamples=500, seed=0)
+    assert one["delta"] == pytest.approx(paired_bootstrap(a["s2"], b["s2"], n_resamples=500, seed=0)["delta"])
+    with pytest.raises(ValueError, match="same strata"):
+        paired_bootstrap_strata(a, {"s1": b["s1"]})

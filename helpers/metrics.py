@@ -191,16 +191,8 @@ def paired_bootstrap(a: Mapping[str, float] | Sequence[float], b: Mapping[str, f
     and a two-sided p-value from the shifted bootstrap distribution (the fraction of resampled
     deltas at least as far from the observed delta as the observed delta is from 0).
     """
-    va, vb = _paired(a, b)
-    diff = vb - va
-    delta = float(diff.mean())
-    means = _bootstrap_means(diff, n_resamples, np.random.default_rng(seed))
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    extreme = np.abs(means - delta) >= abs(delta) - 1e-12
-    p = (int(extreme.sum()) + 1) / (n_resamples + 1)
-    return {"mean_a": float(va.mean()), "mean_b": float(vb.mean()), "delta": delta,
-            "low": float(low), "high": float(high), "p_value": min(1.0, p)}
+    return paired_bootstrap_strata({"all": a}, {"all": b}, n_resamples=n_resamples, confidence=confidence,
+                                   seed=seed)
 
 
 def paired_bootstrap_strata(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]],

@@ -1,8 +1,8 @@
 """Learning-rate and cheaper-step sweep: the multi-task model at one fixed budget, several settings.
 
 Every variant is ``configs/multitask.yaml`` (the paper's setup) with a few keys changed, trained for
-``--steps`` optimizer steps on the profile's dataset; the dev sample (first ``curve_queries`` query ids per
-task) is evaluated at doubling steps, so each variant gives a small learning curve. Variants:
+``--steps`` optimizer steps on the profile's dataset; the dev sample (``curve_queries`` queries per task,
+drawn with the seed by ``helpers.evaluation.sample_queries``) is evaluated at doubling steps, so each variant gives a small learning curve. Variants:
 
 ``lr=2e-5``, ``lr=5e-5``, ``lr=1e-4``, ``lr=2e-4``  learning rate (the rest as the config)
 ``top4``                                        train only the top 4 of 12 transformer layers (cheaper step)

@@ -5,7 +5,7 @@
 ``plain``  full fine-tuning (embeddings trainable), every batch padded to a fixed ``--plain-len``
            (128 by default; 256 is the all-MiniLM default) -- what a straightforward script does.
 
-Both go through ``helpers.train.train`` (same trainer, loss, NO_DUPLICATES homogeneous batches, seed), so
+Both go through ``helpers.train.train`` (same trainer, loss, full no-duplicates homogeneous batches, seed), so
 the only differences are the two settings above. Throughput is measured in steady state (from the second
 step to the last; checkpointing off) as pairs/s and real (non-padding) tokens/s.
 

@@ -37,7 +37,7 @@ def test_smoke_training_writes_model_log_and_card(tmp_path):
     assert log["training"]["global_step"] == 4 and len(log["training"]["loss_curve"]) == 4
     assert log["data"]["downsampling"]["step"]["after"]["max_per_object"] == 2
     assert sum(log["training"]["steps_per_task"].values()) == 4
-    assert log["training"]["pairs_seen"] > 0 and log["training"]["pairs_per_second"] > 0
+    assert log["training"]["pairs_seen"] == 4 * 8 and log["training"]["pairs_per_second"] > 0   # every batch full
     assert set(log["eval"]["final"]["dev"]) == {"step", "table", "field"}
     assert 0 <= log["eval"]["final"]["dev"]["step"]["recall@15"] <= 1
     card = (model_dir / "README.md").read_text()
@@ -154,3 +154,21 @@ def test_learning_curve_top_layers_and_per_task_length(tmp_path):
     assert res.log["resolved"]["max_seq_length"] == max(lens.values())
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert log["training"]["learning_curve"] == tr["learning_curve"]
+
+
+@pytest.mark.slow
+def test_batches_stay_full_when_queries_share_a_positive(tmp_path):
+    """40 queries of one popular table and 20 of rare ones: a no-duplicates batch holds one popular query, so
+    sentence-transformers' sampler ends its pass in one-pair batches (loss 0); ours fills every batch."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rows = [{"task": "table", "query": f"popular request number {i}", "positive": "incident (Incident): outages.",
+             "positive_id": "table:incident"} for i in range(40)]
+    rows += [{"task": "table", "query": f"rare request {i}", "positive": f"t{i} (Table {i}): records of kind {i}.",
+              "positive_id": f"table:t{i}"} for i in range(20)]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train(_smoke_cfg(tasks=["table"], max_steps=6), profile="smoke", out_dir=tmp_path / "run", train_jsonl=[jsonl],
+          corpora=CORPORA, show_progress=False)
+    tr = json.loads((tmp_path / "run" / "train_log.json").read_text())["training"]
+    assert tr["pairs_seen_this_run"] == 6 * 8
+    assert all(rec["loss"] > 0 for rec in tr["loss_curve"])

@@ -3,8 +3,11 @@
 Each batch holds pairs of one task only (LLM-Embedder's homogeneous in-batch negatives), because a
 ``DatasetDict`` goes through a multi-dataset batch sampler: ``proportional`` and ``round_robin`` use
 sentence-transformers' samplers, ``temperature`` uses :class:`TaskMixingBatchSampler` (task ``i`` drawn
-with weight ``n_i ** (1/T)``, seeded). Inside a task batches are ``NO_DUPLICATES`` (no text twice in a
-batch, so no false in-batch negatives).
+with weight ``n_i ** (1/T)``, seeded). Inside a task batches come from :class:`FullBatchNoDuplicatesSampler`: no text twice in a batch (so no
+false in-batch negatives) *and* every batch full. sentence-transformers' ``NO_DUPLICATES`` sampler ends each
+pass with the pairs it had to defer, and those share their positives (the many queries of one popular table
+or step), so a pass ends in a run of small batches: in the cpu study table batches averaged 16 of 32 pairs
+and some held one pair (loss 0), so a run saw 51-71% of the pairs its budget paid for, differently per task.
 
 *Length-grouped batches are not used*: HF ``group_by_length`` is ignored once a batch sampler is set,
 and a length-bucketing sampler would have to run inside the no-duplicates, per-task samplers, where it
@@ -19,12 +22,15 @@ homogeneous.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from helpers.training.config import MIXINGS
+
+logger = logging.getLogger(__name__)
 
 
 def temperature_weights(sizes: Sequence[int], temperature: float) -> np.ndarray:
@@ -36,6 +42,93 @@ def temperature_weights(sizes: Sequence[int], temperature: float) -> np.ndarray:
         raise ValueError(f"sizes must be >= 0 with a positive sum, got {list(sizes)}")
     w = np.where(s > 0, s ** (1.0 / temperature), 0.0)
     return w / w.sum()
+
+
+def _no_duplicates_base():
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+    return NoDuplicatesBatchSampler
+
+
+try:  # importable at module level: the training arguments (which name the class) are pickled with checkpoints
+    _NoDupBase = _no_duplicates_base()
+except Exception:  # pragma: no cover - sentence-transformers missing or moved
+    _NoDupBase = object
+
+
+class FullBatchNoDuplicatesSampler(_NoDupBase):
+    """One task's batches: no value (query or document text) twice in a batch, every batch full.
+
+    The rows are read as one stream of seeded permutations (``seed + epoch``, then the next draws of the
+    generator). A row whose text clashes with the batch being filled is deferred and tried first for the next
+    batch; when the current permutation runs out mid-batch the next one is appended, so a pass never ends in
+    the small leftover batches of ``NoDuplicatesBatchSampler``. An epoch is ``len(self)`` batches
+    (``ceil(rows / batch_size)``; ``drop_last`` rounds down). A permutation is used up (deferred rows
+    first) before the next one starts, so rows repeat only at the seam or in an epoch longer than the
+    dataset; rows the epoch never reached (a popular positive's queries beyond one per batch) are
+    counted in ``self.unused_rows``. A batch can only be short when the whole dataset has fewer than
+    ``batch_size`` mutually distinct rows; such batches are counted in ``self.short_batches`` and logged.
+    """
+
+    def _row_values(self) -> list[frozenset]:
+        if getattr(self, "_values", None) is None:
+            from sentence_transformers.base.sampler import _EXCLUDE_DATASET_COLUMNS, _sample_value_str
+            cols = [list(self.dataset[c]) for c in self.dataset.column_names if c not in _EXCLUDE_DATASET_COLUMNS]
+            self._values = [frozenset(_sample_value_str(col[i]) for col in cols) for i in range(len(self.dataset))]
+        return self._values
+
+    def __iter__(self) -> Iterator[list[int]]:
+        import torch
+
+        n, bs = len(self.dataset), self.batch_size
+        if n == 0:
+            return
+        gen = self.generator if self.generator is not None else torch.Generator()
+        gen.manual_seed(int(self.seed or 0) + int(self.epoch))
+        values = self._row_values()
+        deferred: list[int] = []
+        stream: list[int] = torch.randperm(n, generator=gen).tolist()
+        pos = 0
+        self.short_batches = 0
+        used: set[int] = set()
+        for _ in range(len(self)):
+            batch: list[int] = []
+            seen: set = set()
+            still_deferred: list[int] = []
+            appended = False
+
+            def take(idx: int) -> None:
+                if values[idx].isdisjoint(seen):
+                    batch.append(idx)
+                    seen.update(values[idx])
+                else:
+                    still_deferred.append(idx)
+
+            for idx in deferred:
+                if len(batch) < bs:
+                    take(idx)
+                else:
+                    still_deferred.append(idx)
+            while len(batch) < bs:
+                if pos == len(stream):
+                    if appended:    # a whole fresh permutation could not fill it: too few distinct rows
+                        break
+                    stream, pos, appended = torch.randperm(n, generator=gen).tolist(), 0, True
+                take(stream[pos])
+                pos += 1
+            deferred = still_deferred
+            if len(batch) < bs:
+                self.short_batches += 1
+                logger.warning("FullBatchNoDuplicatesSampler: %d distinct rows cannot fill a batch of %d",
+                               len(batch), bs)
+                if not batch:
+                    return
+            used.update(batch)
+            self.unused_rows = n - len(used)
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 def _sampler_base():

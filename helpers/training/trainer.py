@@ -56,7 +56,7 @@ from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, f
                                       freeze_word_embeddings)
 from helpers.training.pairs import (default_data_dir, downsample, load_training_pairs, mine_bm25_negatives,
                                     mine_model_negatives, run_budget, sample_budget)
-from helpers.training.sampling import _MixingFactory
+from helpers.training.sampling import FullBatchNoDuplicatesSampler, _MixingFactory
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
     """``SentenceTransformerTrainingArguments`` of the run (and the batch-mixing sampler it uses)."""
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import MultiDatasetBatchSamplers
 
     cfg, prof, world_size = run.cfg, run.prof, run.world_size
     if world_size > 1 or cfg.mixing == "temperature":
@@ -300,7 +300,7 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
         output_dir=str(run.extra["ckpt_dir"]), max_steps=max_steps,
         per_device_train_batch_size=run.extra["per_device_bs"], per_device_eval_batch_size=64,
         learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        lr_scheduler_type="linear", batch_sampler=BatchSamplers.NO_DUPLICATES,
+        lr_scheduler_type="linear", batch_sampler=FullBatchNoDuplicatesSampler,
         multi_dataset_batch_sampler=mixing_sampler, prompts=run.extra["col_prompts"], seed=cfg.seed,
         data_seed=cfg.seed, logging_steps=1, save_strategy="steps", save_steps=run.extra["save_steps"],
         save_total_limit=cfg.save_total_limit, eval_strategy="steps" if evaluator is not None else "no",

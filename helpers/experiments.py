@@ -133,8 +133,9 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
 
     ``config`` is a name in ``configs/`` (e.g. ``multitask``). Runs live in
     ``runs/<profile>/<config>-seed<seed>/`` (``model/`` + ``train_log.json``); a run is re-used when
-    it is complete and ``data_fingerprint`` there matches the training files and the config it
-    would be trained from now, so changed training data or an edited config retrains.
+    it is complete and ``data_fingerprint`` there matches the training files, the config it would be
+    trained from now and ``helpers.training.TRAINER_REVISION``, so changed training data, an edited
+    config or a trainer change that alters the batches retrains.
     Returns (model folder, log).
     """
     import hashlib
@@ -154,8 +155,10 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     from helpers.profiles import get_profile
     from helpers.train import TrainConfig
 
+    from helpers.training import TRAINER_REVISION
+
     settings = json.dumps({"config": TrainConfig.from_yaml(cfg_path).as_dict(),
-                           "profile": get_profile(profile).as_dict()}, sort_keys=True)
+                           "profile": get_profile(profile).as_dict(), "trainer": TRAINER_REVISION}, sort_keys=True)
     key = f"{h.hexdigest()[:16]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
     out = runs_dir(profile) / f"{config}-seed{seed}"
     log_path, model_dir, marker = out / "train_log.json", out / "model", out / "data_fingerprint"

@@ -11,3 +11,8 @@
 
 Evaluation during and after training goes through :mod:`helpers.evaluation`, like every other.
 """
+
+#: Revision of what a run trains for a given config and data. ``helpers.experiments.trained_model`` keys
+#: its cached runs on it, so bump it when a code change alters the batches, loss or schedule of a run.
+#: 2: every batch full (``FullBatchNoDuplicatesSampler``), not the short end-of-pass batches.
+TRAINER_REVISION = 2

@@ -121,6 +121,33 @@ def to_markdown(table: dict[str, dict[str, float]], columns: list[str] | None = 
     return "\n".join(lines)
 
 
+def recall_head_tail(grid: dict, data_dir: str | os.PathLike, tasks: Iterable[str], split: str = "dev",
+                     head_share: float = 0.5) -> dict:
+    """Recall at each task's k of head, tail and unseen gold objects, per model of a grid.
+
+    The groups come from the *uncapped* training pairs (:func:`helpers.data.report.frequency_groups`):
+    the most frequent objects holding ``head_share`` of a task's pairs are the head, the other trained
+    objects the tail, objects never trained on are unseen. Each (query, gold object) pair counts once
+    (:func:`helpers.metrics.recall_by_group`). The grid must come from :func:`evaluate_grid` with
+    ``keep_runs=True``. Returns ``{name: {task: {group: {"recall", "relevant", "queries"}}}}``.
+    """
+    from helpers.beir import load_beir
+    from helpers.data.report import frequency_groups, positive_counts
+    from helpers.metrics import recall_by_group
+
+    out: dict = {}
+    for task in tasks:
+        groups = frequency_groups(positive_counts(data_dir, task), head_share)
+        _, _, qrels = load_beir(Path(data_dir) / "beir" / task / split, "test")
+        for name, per_task in grid.items():
+            cell = per_task[task][split]
+            if "run" not in cell:
+                raise ValueError(f"grid cell {name}/{task}/{split} has no run: evaluate with keep_runs=True")
+            evaluated = {q: qrels[q] for q in cell["per_query"]}   # a query with an empty ranking still counts
+            out.setdefault(name, {})[task] = recall_by_group(evaluated, cell["run"], get_task(task).k, groups)
+    return out
+
+
 def strip_per_query(grid: dict) -> dict:
     """The grid without per-query values and runs, for compact results JSON."""
     return {n: {t: {s: {"recall": round(c["recall"], 4), "n": c["n"]} for s, c in ps.items()}

@@ -245,3 +245,28 @@ def randomization_test(a: Mapping[str, float] | Sequence[float], b: Mapping[str,
         count += int((np.abs(perm) >= abs(delta) - 1e-12).sum())
     return {"mean_a": float(va.mean()), "mean_b": float(vb.mean()), "delta": delta,
             "p_value": (count + 1) / (n_resamples + 1)}
+
+
+def recall_by_group(qrels: Qrels, run: Run, k: int, group_of: Mapping[str, str],
+                    default: str = "unseen") -> dict[str, dict[str, float]]:
+    """Recall@k of the relevant documents, pooled by the group each document belongs to.
+
+    Every (query, relevant document) pair counts once: it is a hit when the document is in the query's
+    top ``k`` (:func:`rank_documents` order). ``group_of`` maps a document id to its group (e.g.
+    ``"head"``/``"tail"`` by training frequency); a document it does not name goes to ``default``.
+    Queries absent from ``run`` count as misses, as in :func:`evaluate_run`. Returns
+    ``{group: {"recall": hits / relevant, "relevant": n, "queries": queries with one in the group}}``.
+    """
+    hits: dict[str, int] = {}
+    rel: dict[str, int] = {}
+    queries: dict[str, set] = {}
+    for q, docs in qrels.items():
+        top = set(rank_documents(run.get(q, {}))[:k])
+        for d, grade in docs.items():
+            if grade <= 0:
+                continue
+            g = group_of.get(d, default)
+            rel[g] = rel.get(g, 0) + 1
+            hits[g] = hits.get(g, 0) + (d in top)
+            queries.setdefault(g, set()).add(q)
+    return {g: {"recall": hits[g] / rel[g], "relevant": rel[g], "queries": len(queries[g])} for g in sorted(rel)}

@@ -188,3 +188,14 @@ def test_phrase_with_a_slot_its_role_cannot_fill(cat_copy):
 def test_missing_catalog_file(tmp_path):
     with pytest.raises(DataError, match="catalog file not found"):
         load_catalog(tmp_path)
+
+
+def test_frequency_groups_head_holds_the_share():
+    from helpers.data.report import frequency_groups
+
+    counts = {"a": 50, "b": 20, "c": 20, "d": 5, "e": 5}
+    assert frequency_groups(counts, 0.5) == {"a": "head", "b": "tail", "c": "tail", "d": "tail", "e": "tail"}
+    # 0.6 of 100 needs a (50) and one of the tied b, c: b by id
+    assert frequency_groups(counts, 0.6) == {"a": "head", "b": "head", "c": "tail", "d": "tail", "e": "tail"}
+    with pytest.raises(ValueError):
+        frequency_groups(counts, 0)

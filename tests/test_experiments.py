@@ -60,3 +60,22 @@ def test_cap_config_names_the_ablation_configs_and_refuses_a_cap_without_one():
     assert cap_config(None) == "multitask_ablation" and cap_config(20) == "multitask_cap20"
     with pytest.raises(ValueError, match=r"cap 7: configs/multitask_cap7.yaml does not exist; caps with a config: 20, 5, 50"):
         cap_config(7)
+
+
+def test_recall_head_tail_splits_the_gold_objects(data):
+    from helpers.data.report import frequency_groups, positive_counts
+    from helpers.experiments import recall_head_tail
+
+    grid = evaluate_grid({"bm25": "bm25"}, data, ["table"], ["dev"], progress=False, keep_runs=True)
+    res = recall_head_tail(grid, data, ["table"], "dev")["bm25"]["table"]
+    assert set(res) <= {"head", "tail", "unseen"} and "head" in res
+    cell = grid["bm25"]["table"]["dev"]
+    # the groups partition the gold pairs of the evaluated queries: their hits add up to the pooled recall
+    from helpers.beir import load_beir
+    _, _, qrels = load_beir(data / "beir" / "table" / "dev")
+    golds = [(q, d) for q in cell["per_query"] for d, g in qrels[q].items() if g > 0]
+    assert sum(g["relevant"] for g in res.values()) == len(golds)
+    head = {o for o, g in frequency_groups(positive_counts(data, "table")).items() if g == "head"}
+    assert res["head"]["relevant"] == sum(d in head for _, d in golds)
+    with pytest.raises(ValueError, match="keep_runs"):
+        recall_head_tail(evaluate_grid({"bm25": "bm25"}, data, ["table"], ["dev"], progress=False), data, ["table"])

@@ -181,3 +181,14 @@ def test_stratified_bootstrap_is_the_tables_average():
     assert one["delta"] == pytest.approx(paired_bootstrap(a["s2"], b["s2"], n_resamples=500, seed=0)["delta"])
     with pytest.raises(ValueError, match="same strata"):
         paired_bootstrap_strata(a, {"s1": b["s1"]})
+
+
+def test_recall_by_group_pools_gold_documents():
+    from helpers.metrics import recall_by_group
+
+    qrels = {"q1": {"a": 1, "b": 1, "x": 0}, "q2": {"b": 1, "c": 1}, "q3": {"c": 1}}
+    run = {"q1": {"a": 3.0, "z": 2.0, "b": 1.0}, "q2": {"c": 2.0, "b": 1.0}}     # q3 returned nothing
+    res = recall_by_group(qrels, run, k=2, group_of={"a": "head", "b": "head"})
+    # head golds: q1/a hit, q1/b at rank 3 missed, q2/b hit -> 2/3; unseen (c): q2 hit, q3 missed -> 1/2
+    assert res == {"head": {"recall": 2 / 3, "relevant": 3, "queries": 2},
+                   "unseen": {"recall": 0.5, "relevant": 2, "queries": 2}}

@@ -6,6 +6,7 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Mapping
 
 from helpers.beir import load_beir
 from helpers.io import read_jsonl
@@ -59,3 +60,21 @@ def positive_counts(folder: str | Path, task: str) -> Counter:
 
     ds = load_from_disk(str(Path(folder) / "train" / task))
     return Counter(ds["positive_id"])
+
+
+def frequency_groups(counts: Mapping[str, int], head_share: float = 0.5) -> dict[str, str]:
+    """``"head"`` or ``"tail"`` for every object of a training-frequency count.
+
+    The head is the smallest set of the most frequent objects that together hold at least ``head_share``
+    of the pairs (ties broken by object id, so the split is deterministic); every other counted object is
+    the tail. Objects that never occur in training are not named (callers group them as ``"unseen"``).
+    """
+    if not 0 < head_share <= 1:
+        raise ValueError(f"head_share must be in (0, 1], got {head_share}")
+    total = sum(counts.values())
+    groups: dict[str, str] = {}
+    covered = 0
+    for obj, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        groups[obj] = "head" if covered < head_share * total else "tail"
+        covered += n
+    return groups

@@ -1,6 +1,7 @@
 """helpers.training.pairs: loading, capping, budgeting and mining training pairs."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,25 @@ def test_default_data_dir_is_where_make_data_and_the_notebooks_build(monkeypatch
     for cfg in sorted((REPO / "configs").glob("*.yaml")):
         header = cfg.read_text().split("\n", 3)[:3]
         assert not any(line.rstrip().endswith("--data data/generated") for line in header), cfg
+
+
+def test_sample_budget_keeps_the_uncapped_task_mix():
+    ds = load_training_pairs(EXAMPLE)
+    capped, _ = downsample(ds, 1, seed=3)                       # one pair per object: pools shrink unevenly
+    sizes = {t: len(d) for t, d in ds.items()}
+    _, shifted = sample_budget(capped, 90, seed=3)
+    out, kept = sample_budget(capped, 90, seed=3, mix_sizes=sizes)
+    assert kept == sample_budget(ds, 90, seed=3)[1] != shifted  # the mix of the uncapped run
+    table = out["table"]["anchor"]
+    assert len(capped["table"]) < kept["table"] and set(table) == set(capped["table"]["anchor"])   # repeated pool
+    counts = Counter(table)
+    assert max(counts.values()) - min(counts.values()) <= 1     # every pair as often as the others, give or take one
+    again, _ = sample_budget(capped, 90, seed=3, mix_sizes=sizes)
+    assert again["table"]["anchor"] == table
+
+
+def test_task_mix_is_validated():
+    from helpers.training.config import TrainConfig
+
+    with pytest.raises(Exception, match="task_mix"):
+        TrainConfig.from_dict({"name": "x", "task_mix": "sideways"})

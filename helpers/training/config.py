@@ -16,6 +16,7 @@ from helpers.io import DataError
 from helpers.tasks import TRAIN_TASKS, UnknownTaskError, get_task, validate_tasks
 
 MIXINGS = ("proportional", "round_robin", "temperature")
+TASK_MIXES = ("capped", "uncapped")   # per-task quotas of the budget: from the capped or the uncapped pools
 HARD_NEGATIVES = (None, "model", "bm25")
 
 
@@ -127,6 +128,7 @@ class TrainConfig:
     # budget (None: profile)
     train_pairs: int | str | None = None     # int, None (profile), "ablation" (profile's ablation budget) or "all"
     budget_per_task: bool = False            # budget x number of tasks (helpers.training.pairs, "Budget")
+    task_mix: str = "capped"                 # quotas per task from the capped pools, or the uncapped ("Budget")
     batch_size: int | None = None
     epochs: float | None = None
     max_steps: int | None = None             # overrides the budget rule
@@ -207,7 +209,7 @@ class TrainConfig:
             setattr(self, name, number)
 
     def _check_strings(self, bad) -> None:
-        for name in ("name", "description", "base_model", "mixing", "dev_split"):
+        for name in ("name", "description", "base_model", "mixing", "dev_split", "task_mix"):
             if not isinstance(getattr(self, name), str):
                 bad(f"{name} must be a string, got {getattr(self, name)!r}", name)
         for name in ("data_dir", "corpora", "hard_negatives"):
@@ -241,6 +243,8 @@ class TrainConfig:
     def _check_ranges(self, bad) -> None:
         if self.mixing not in MIXINGS:
             bad(f"mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}", "mixing")
+        if self.task_mix not in TASK_MIXES:
+            bad(f"task_mix must be one of {', '.join(TASK_MIXES)}, got {self.task_mix!r}", "task_mix")
         if self.hard_negatives not in HARD_NEGATIVES:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
         for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",

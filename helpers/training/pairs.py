@@ -17,6 +17,9 @@
    downsampled task sizes) and the run takes ``ceil(train_pairs * epochs / batch_size)`` optimizer steps.
    Single-task and multi-task runs under the same profile therefore take the same number of steps on the
    same number of pairs; a pool smaller than the budget is repeated (more epochs), never cut short.
+   A cap shrinks the popular tasks' pools, so it also moves the budget between tasks; ``task_mix:
+   uncapped`` keeps each task's quota as it was before the cap (repeating a pool smaller than it), so a
+   cap changes which pairs of a task are trained on, not the task mix.
    ``budget_per_task: true`` multiplies the budget by the number of tasks instead, so a multi-task run sees
    about as many pairs of each task as the single-task run of that task (the paper's setup, where the
    multi-task model trains on the union of the single-task data).
@@ -212,24 +215,33 @@ def run_budget(cfg, prof, n_tasks: int) -> int | None:
     return budget
 
 
-def sample_budget(datasets: dict, budget: int | None, seed: int) -> tuple[dict, dict]:
+def sample_budget(datasets: dict, budget: int | None, seed: int, mix_sizes: dict | None = None) -> tuple[dict, dict]:
     """Draw ``budget`` pairs in all, per task in proportion to its size (largest remainder), seeded.
 
-    A task smaller than its quota keeps everything. ``budget=None`` keeps all.
+    ``mix_sizes`` (``task_mix: uncapped``): the quotas follow these sizes (the pools before the cap)
+    instead of the pools' own, and a pool smaller than its quota is repeated (whole seeded passes, then a
+    seeded part), so a cap changes which pairs a task trains on but not how many. Otherwise a task
+    smaller than its quota keeps everything. ``budget=None`` keeps all.
     """
     sizes = {t: len(d) for t, d in datasets.items()}
-    total = sum(sizes.values())
-    if budget is None or budget >= total:
+    weights = {t: (mix_sizes or sizes)[t] for t in sizes}
+    total = sum(weights.values())
+    if budget is None or (mix_sizes is None and budget >= total):
         return dict(datasets), dict(sizes)
-    raw = {t: budget * n / total for t, n in sizes.items()}
+    raw = {t: budget * n / total for t, n in weights.items()}
     quota = {t: int(math.floor(v)) for t, v in raw.items()}
     for t in sorted(raw, key=lambda t: (-(raw[t] - quota[t]), t))[: budget - sum(quota.values())]:
         quota[t] += 1
     out = {}
     for t, ds in datasets.items():
-        q = max(1, min(quota[t], len(ds)))
-        idx = np.sort(task_rng(seed, t, "budget").choice(len(ds), size=q, replace=False))
-        out[t] = ds.select(idx.tolist())
+        rng = task_rng(seed, t, "budget")
+        if mix_sizes is None or quota[t] <= len(ds):
+            q = max(1, min(quota[t], len(ds)))
+            idx = np.sort(rng.choice(len(ds), size=q, replace=False)).tolist()
+        else:   # repeated pool: every pair the same number of times, give or take one
+            passes, rest = divmod(quota[t], len(ds))
+            idx = list(range(len(ds))) * passes + np.sort(rng.choice(len(ds), size=rest, replace=False)).tolist()
+        out[t] = ds.select(idx)
     return out, {t: len(d) for t, d in out.items()}
 
 

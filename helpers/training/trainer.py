@@ -176,7 +176,8 @@ def _stage_data(run: _Run) -> None:
     raw = load_training_pairs(source, cfg.tasks)
     capped, ds_report = downsample(raw, cfg.cap_per_positive, cfg.seed, cfg.cap_per_task)
     budget = run_budget(cfg, prof, len(capped))
-    used, used_counts = sample_budget(capped, budget, cfg.seed)
+    mix_sizes = {t: len(d) for t, d in raw.items()} if cfg.task_mix == "uncapped" else None
+    used, used_counts = sample_budget(capped, budget, cfg.seed, mix_sizes)
     batch_size = cfg.batch_size or prof.batch_size
     epochs = cfg.epochs if cfg.epochs is not None else prof.epochs
     pairs_for_steps = budget if budget is not None else sum(used_counts.values())

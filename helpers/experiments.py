@@ -154,6 +154,29 @@ def strip_per_query(grid: dict) -> dict:
                 for t, ps in pt.items()} for n, pt in grid.items()}
 
 
+def run_key(config: str, profile: str, data_dir: str | os.PathLike) -> str:
+    """What decides a run of ``config`` under ``profile``: ``<training files hash>-<settings hash>``.
+
+    The settings are the resolved config (its ``extends`` chain included), the profile and
+    ``helpers.training.TRAINER_REVISION``; :func:`trained_model` re-uses a run whose marker holds this key.
+    """
+    import hashlib
+    import json
+
+    from helpers.profiles import get_profile
+    from helpers.train import TrainConfig
+    from helpers.training import TRAINER_REVISION
+
+    h = hashlib.sha256()
+    for f in sorted((Path(data_dir) / "train").rglob("*")):
+        if f.is_file():  # the training pairs themselves: byte-identical for the same seed and sources
+            h.update(f.relative_to(data_dir).as_posix().encode())
+            h.update(f.read_bytes())
+    settings = json.dumps({"config": TrainConfig.from_yaml(REPO / "configs" / f"{config}.yaml").as_dict(),
+                           "profile": get_profile(profile).as_dict(), "trainer": TRAINER_REVISION}, sort_keys=True)
+    return f"{h.hexdigest()[:16]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+
+
 def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: int = 0,
                   retrain: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
     """The model a config trains under a profile: loaded if its run is complete, else trained now.
@@ -165,7 +188,6 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     config or a trainer change that alters the batches retrains.
     Returns (model folder, log).
     """
-    import hashlib
     import json
 
     from helpers.io import atomic_write_text
@@ -173,20 +195,7 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     from helpers.workspace import runs_dir
 
     cfg_path = REPO / "configs" / f"{config}.yaml"
-    h = hashlib.sha256()
-    for f in sorted((Path(data_dir) / "train").rglob("*")):
-        if f.is_file():  # the training pairs themselves: byte-identical for the same seed and sources
-            h.update(f.relative_to(data_dir).as_posix().encode())
-            h.update(f.read_bytes())
-    # the resolved config (its `extends` chain included) and the profile's budget both decide the run
-    from helpers.profiles import get_profile
-    from helpers.train import TrainConfig
-
-    from helpers.training import TRAINER_REVISION
-
-    settings = json.dumps({"config": TrainConfig.from_yaml(cfg_path).as_dict(),
-                           "profile": get_profile(profile).as_dict(), "trainer": TRAINER_REVISION}, sort_keys=True)
-    key = f"{h.hexdigest()[:16]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    key = run_key(config, profile, data_dir)
     out = runs_dir(profile) / f"{config}-seed{seed}"
     log_path, model_dir, marker = out / "train_log.json", out / "model", out / "data_fingerprint"
     if (not retrain and log_path.is_file() and (model_dir / "config.json").is_file() and marker.is_file()

@@ -3,8 +3,9 @@
 Each batch holds pairs of one task only (LLM-Embedder's homogeneous in-batch negatives), because a
 ``DatasetDict`` goes through a multi-dataset batch sampler: ``proportional`` and ``round_robin`` use
 sentence-transformers' samplers, ``temperature`` uses :class:`TaskMixingBatchSampler` (task ``i`` drawn
-with weight ``n_i ** (1/T)``, seeded). Inside a task batches come from :class:`FullBatchNoDuplicatesSampler`: no text twice in a batch (so no
-false in-batch negatives) *and* every batch full. sentence-transformers' ``NO_DUPLICATES`` sampler ends each
+with weight ``n_i ** (1/T)``, seeded). Inside a task batches come from
+:class:`FullBatchNoDuplicatesSampler`: no text twice in a batch (so no false in-batch negatives) *and*
+every batch full. sentence-transformers' ``NO_DUPLICATES`` sampler ends each
 pass with the pairs it had to defer, and those share their positives (the many queries of one popular table
 or step), so a pass ends in a run of small batches: in the cpu study table batches averaged 16 of 32 pairs
 and some held one pair (loss 0), so a run saw 51-71% of the pairs its budget paid for, differently per task.
@@ -44,15 +45,13 @@ def temperature_weights(sizes: Sequence[int], temperature: float) -> np.ndarray:
     return w / w.sum()
 
 
-def _no_duplicates_base():
-    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
-    return NoDuplicatesBatchSampler
-
-
-try:  # importable at module level: the training arguments (which name the class) are pickled with checkpoints
-    _NoDupBase = _no_duplicates_base()
+# The samplers must be importable at module level: the training arguments name them and are pickled
+# with checkpoints.
+try:
+    from sentence_transformers.base.sampler import MultiDatasetDefaultBatchSampler as _Base
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler as _NoDupBase
 except Exception:  # pragma: no cover - sentence-transformers missing or moved
-    _NoDupBase = object
+    _Base = _NoDupBase = object
 
 
 class FullBatchNoDuplicatesSampler(_NoDupBase):
@@ -60,9 +59,9 @@ class FullBatchNoDuplicatesSampler(_NoDupBase):
 
     The rows are read as one stream of seeded permutations (``seed + epoch``, then the next draws of the
     generator). A row whose text clashes with the batch being filled is deferred and tried first for the next
-    batch; when the current permutation runs out mid-batch the next one is appended, so a pass never ends in
-    the small leftover batches of ``NoDuplicatesBatchSampler``. An epoch is ``len(self)`` batches
-    (``ceil(rows / batch_size)``; ``drop_last`` rounds down). A permutation is used up (deferred rows
+    batch; when the current permutation runs out mid-batch the next one takes over, so a pass never ends in
+    the small leftover batches of ``NoDuplicatesBatchSampler``. An epoch is ``len(self)`` batches (the
+    base class's: ``ceil(rows / batch_size)``; ``drop_last`` rounds down). A permutation is used up (deferred rows
     first) before the next one starts, so rows repeat only at the seam or in an epoch longer than the
     dataset; rows the epoch never reached (a popular positive's queries beyond one per batch) are
     counted in ``self.unused_rows``. A batch can only be short when the whole dataset has fewer than
@@ -125,21 +124,6 @@ class FullBatchNoDuplicatesSampler(_NoDupBase):
             used.update(batch)
             self.unused_rows = n - len(used)
             yield batch
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-
-def _sampler_base():
-    from sentence_transformers.base.sampler import MultiDatasetDefaultBatchSampler
-    return MultiDatasetDefaultBatchSampler
-
-
-try:  # the class must be importable at module level (training args are pickled with checkpoints)
-    _Base = _sampler_base()
-except Exception:  # pragma: no cover - sentence-transformers missing or moved
-    _Base = object
 
 
 class TaskMixingBatchSampler(_Base):

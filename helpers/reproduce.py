@@ -150,6 +150,79 @@ def clean_notebook(path: str | os.PathLike, repo: Path = REPO) -> bool:
     return True
 
 
+# ----------------------------------------------------------------------------------------------
+# where the time of a reproduction goes
+# ----------------------------------------------------------------------------------------------
+
+def _when(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def timings(profile: str = "cpu", notebook_dir: str | os.PathLike | None = None,
+            runs: str | os.PathLike | None = None) -> dict:
+    """Where the wall time of the executed notebooks went, and what a run from scratch would take.
+
+    Reads papermill's ``start_time``/``end_time`` of each executed ``NN_*.ipynb`` in ``notebook_dir``
+    (default: the committed notebooks) and ``timings.train_seconds`` of each ``<run>/train_log.json``
+    under ``runs`` (default: ``runs/<profile>/``). A run whose log was written inside a notebook's
+    execution trained there, so that notebook's time splits into training and the rest (evaluation,
+    almost all of it encoding); a run trained earlier was re-used from its folder, and a run from
+    scratch would add its training time. Returns ``{"notebooks": [...], "runs": [...], "totals": {...}}``.
+    """
+    import json
+
+    from helpers.workspace import runs_dir
+
+    notebook_dir = Path(notebook_dir) if notebook_dir else REPO / "notebooks"
+    runs = Path(runs) if runs else runs_dir(profile)
+    windows = []
+    for nb in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb")):
+        meta = json.loads(nb.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+        if not meta.get("start_time") or not meta.get("end_time"):
+            raise ValueError(f"{nb}: no papermill start_time/end_time in its metadata: execute it with "
+                             f"python -m helpers.reproduce first")
+        windows.append({"notebook": nb.stem, "start": _when(meta["start_time"]), "end": _when(meta["end_time"])})
+    run_rows = []
+    for log in sorted(runs.glob("*/train_log.json")):
+        t = json.loads(log.read_text(encoding="utf-8"))
+        secs = t.get("timings", {}).get("train_seconds")
+        if secs is None:
+            raise ValueError(f"{log}: field timings.train_seconds is missing")
+        written = log.stat().st_mtime
+        where = next((w["notebook"] for w in windows if w["start"] <= written <= w["end"]), None)
+        run_rows.append({"run": log.parent.name, "train_seconds": round(secs, 1),
+                         "curve_seconds": t.get("training", {}).get("curve_seconds", 0.0), "trained_in": where})
+    nb_rows = []
+    for w in windows:
+        wall = w["end"] - w["start"]
+        trained = sum(r["train_seconds"] for r in run_rows if r["trained_in"] == w["notebook"])
+        nb_rows.append({"notebook": w["notebook"], "wall_seconds": round(wall, 1),
+                        "training_seconds": round(trained, 1), "other_seconds": round(wall - trained, 1)})
+    training = sum(r["train_seconds"] for r in run_rows)
+    other = sum(r["other_seconds"] for r in nb_rows)
+    return {"notebooks": nb_rows, "runs": run_rows,
+            "totals": {"training_seconds": round(training, 1), "other_seconds": round(other, 1),
+                       "from_scratch_seconds": round(training + other, 1),
+                       "reused_runs": sum(r["trained_in"] is None for r in run_rows)}}
+
+
+def print_timings(t: dict) -> None:
+    print(f"{'notebook':<32} {'wall s':>8} {'training s':>11} {'other s':>8}")
+    for r in t["notebooks"]:
+        print(f"{r['notebook']:<32} {r['wall_seconds']:>8.0f} {r['training_seconds']:>11.0f} {r['other_seconds']:>8.0f}")
+    print(f"\n{'run':<40} {'train s':>8} {'of it curve s':>14}  trained in")
+    for r in t["runs"]:
+        print(f"{r['run']:<40} {r['train_seconds']:>8.0f} {r['curve_seconds']:>14.0f}  "
+              f"{r['trained_in'] or 'earlier (re-used)'}")
+    tot = t["totals"]
+    print(f"\ntraining (every run) {tot['training_seconds'] / 60:.0f} min + the rest of the notebooks "
+          f"(evaluation, mostly encoding) {tot['other_seconds'] / 60:.0f} min = "
+          f"{tot['from_scratch_seconds'] / 60:.0f} min from scratch ({tot['reused_runs']} runs were re-used, "
+          f"their training times come from their logs)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m helpers.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -158,7 +231,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--clean", nargs="+", metavar="NOTEBOOK", default=None,
                     help="only clean these executed notebooks for commit (no execution)")
+    ap.add_argument("--timings", action="store_true",
+                    help="print where the executed notebooks' time went (training vs the rest); no execution")
     args = ap.parse_args(argv)
+    if args.timings:
+        try:
+            print_timings(timings(args.profile))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.clean:
         for nb in args.clean:
             if not Path(nb).is_file():

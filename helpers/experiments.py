@@ -148,6 +148,37 @@ def recall_head_tail(grid: dict, data_dir: str | os.PathLike, tasks: Iterable[st
     return out
 
 
+def training_exposure(log: dict) -> dict:
+    """How much of each task's training pool a run saw, from its ``train_log.json``.
+
+    Returns ``{"steps": optimizer steps, task: {"pool": pairs after the cap, "used": pairs trained,
+    "passes": used / pool}}``. ``passes`` above 1 means the run repeated that pool (a cap smaller than the
+    budget, see :mod:`helpers.training.pairs`), the usual suspect when a capped run over-fits.
+    """
+    data, resolved = log.get("data", {}), log.get("resolved", {})
+    missing = [k for k, d in (("data.used", data.get("used")), ("data.downsampling", data.get("downsampling")))
+               if not d]
+    if missing:
+        raise ValueError(f"train log has no {' / '.join(missing)}: it was written by an older trainer; retrain the run")
+    out: dict = {"steps": resolved.get("max_steps")}
+    for task, used in data["used"].items():
+        pool = data["downsampling"][task]["after"]["pairs"]
+        out[task] = {"pool": pool, "used": used, "passes": round(used / pool, 2) if pool else None}
+    return out
+
+
+def query_prompt_variants(model, names: Iterable[str]) -> dict[str, str]:
+    """``{prompt name: text}`` for the model's prompts among ``names``, in order, skipping names it lacks
+    and prompts whose text an earlier name already has (a model trained without instructions has the
+    same ``query: `` under every name, which would only repeat one measurement)."""
+    prompts = getattr(model, "prompts", None) or {}
+    out: dict[str, str] = {}
+    for name in names:
+        if name in prompts and prompts[name] not in out.values():
+            out[name] = prompts[name]
+    return out
+
+
 def strip_per_query(grid: dict) -> dict:
     """The grid without per-query values and runs, for compact results JSON."""
     return {n: {t: {s: {"recall": round(c["recall"], 4), "n": c["n"]} for s, c in ps.items()}

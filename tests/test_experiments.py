@@ -79,3 +79,30 @@ def test_recall_head_tail_splits_the_gold_objects(data):
     assert res["head"]["relevant"] == sum(d in head for _, d in golds)
     with pytest.raises(ValueError, match="keep_runs"):
         recall_head_tail(evaluate_grid({"bm25": "bm25"}, data, ["table"], ["dev"], progress=False), data, ["table"])
+
+
+def test_training_exposure_counts_passes_over_each_capped_pool():
+    from helpers.experiments import training_exposure
+
+    log = {"resolved": {"max_steps": 180},
+           "data": {"used": {"table": 1839, "field": 1819},
+                    "downsampling": {"table": {"after": {"pairs": 913}}, "field": {"after": {"pairs": 10825}}}}}
+    exp = training_exposure(log)
+    assert exp["steps"] == 180
+    assert exp["table"] == {"pool": 913, "used": 1839, "passes": 2.01}
+    assert exp["field"]["passes"] == 0.17
+    with pytest.raises(ValueError, match="data.used"):
+        training_exposure({"data": {"downsampling": {"table": {}}}})
+
+
+def test_query_prompt_variants_skip_missing_and_repeated_prompts():
+    from types import SimpleNamespace
+
+    from helpers.experiments import query_prompt_variants
+
+    tuned = SimpleNamespace(prompts={"workflow_query": "query: W: ", "step_query": "query: S: ", "query": "query: "})
+    assert query_prompt_variants(tuned, ["workflow_query", "step_query", "query", "absent"]) == {
+        "workflow_query": "query: W: ", "step_query": "query: S: ", "query": "query: "}
+    plain = SimpleNamespace(prompts={"workflow_query": "query: ", "step_query": "query: ", "query": "query: "})
+    assert query_prompt_variants(plain, ["workflow_query", "step_query", "query"]) == {"workflow_query": "query: "}
+    assert query_prompt_variants(SimpleNamespace(), ["query"]) == {}

@@ -1,7 +1,8 @@
 """The three run profiles, in one place.
 
 ``smoke``  seconds to a couple of minutes per notebook; what CI runs.
-``cpu``    the default: the real case study on a 2-core CPU, about an hour in all.
+``cpu``    the default: the real case study on a 2-core CPU, about 3 hours from scratch (2 of them
+           training; ``python -m helpers.reproduce --timings`` shows where the time went).
 ``full``   paper scale, for users with a GPU.
 
 Notebooks take a ``profile`` parameter and call :func:`get_profile`; CLIs take ``--profile``.
@@ -50,8 +51,9 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
                      base_model="minilm-l6", ablation_caps=(20,), ood_splits=("ood01", "ood07")),
-    # Measured here: me5-small trains at ~5 pairs/s (batch 32, frozen embeddings), so 1,920 pairs
-    # (60 steps) is ~6.5 minutes a run; the case study trains 8 models.
+    # Measured here (quiet machine, full batches): a 60-step me5-small run of 1,920 pairs takes 3-8
+    # minutes by task (fields are short, steps long), a 180-step multi-task run about 20; the case
+    # study trains 12 models, about 100 minutes of training in all.
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                    train_pairs=1920, ablation_pairs=640, batch_size=32, epochs=1, max_seq_length=256,
                    eval_steps=None),

@@ -78,8 +78,8 @@ class RetrieverFactory:
     """Builds the retriever for ``(spec, task)``, loading each dense model once.
 
     ``cache_dir`` is the embedding cache of the dense retrievers it builds (default: the study's,
-    :func:`helpers.models.embedding_cache_dir`; ``None``: no cache). ``precision`` ("fp32" or
-    "int8") applies to dense retrievers (:mod:`helpers.quantize`).
+    :func:`helpers.models.embedding_cache_dir`; ``None``: no cache). ``precision`` ("fp32", "bf16"
+    or "int8") applies to dense retrievers (:mod:`helpers.quantize`).
     """
 
     def __init__(self, show_progress: bool = False, batch_size: int = 64, cache_dir=_STUDY_CACHE,
@@ -336,15 +336,17 @@ def task_splits(root: str | os.PathLike, task: str) -> list[str]:
 
 
 def evaluate_model(model, root: str | os.PathLike, tasks: list[str], splits: list[str],
-                   max_queries: int | None = None, seed: int = 0, max_seq_length: int | None = None) -> dict:
+                   max_queries: int | None = None, seed: int = 0, max_seq_length: int | None = None,
+                   precision: str = "fp32") -> dict:
     """``{split: {task: {"recall@k": ..., "n_queries": ..., "n_docs": ..., "headline", "label"}}}``.
 
     Each folder goes through :func:`evaluate_folder` with the model's ``"<task>_query"`` /
     ``"<task>_document"`` prompts (no embedding cache: the weights are changing), so what is
     reported is what the evaluation notebooks compute. ``splits=["all"]``: every split found.
-    ``max_seq_length``: the encoding length (default: the model's current one).
+    ``max_seq_length``: the encoding length (default: the model's current one); ``precision``: the
+    encoding precision (:class:`RetrieverFactory`).
     """
-    factory = RetrieverFactory(cache_dir=None)
+    factory = RetrieverFactory(cache_dir=None, precision=precision)
     out: dict[str, dict] = {}
     for task in tasks:
         for split in task_splits(root, task) if splits == ["all"] else splits:
@@ -361,7 +363,7 @@ def evaluate_model(model, root: str | os.PathLike, tasks: list[str], splits: lis
 
 
 def dev_evaluator(root: str | os.PathLike, tasks: list[str], split: str, max_queries: int | None = None,
-                  seed: int = 0):
+                  seed: int = 0, precision: str = "fp32"):
     """A sentence-transformers evaluator for dev evaluation during training, or None without dev folders.
 
     It runs :func:`evaluate_folder` per task (metric names ``<split>_<task>_recall@15``, ...), so the
@@ -380,7 +382,7 @@ def dev_evaluator(root: str | os.PathLike, tasks: list[str], split: str, max_que
             self.primary_metric = f"{split}_{first}_{get_task(first).metric_key}"
 
         def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict:
-            factory = RetrieverFactory(cache_dir=None)
+            factory = RetrieverFactory(cache_dir=None, precision=precision)
             metrics = {}
             for task, folder in folders.items():
                 r = evaluate_folder(factory(model, task), folder, task, max_queries=max_queries, seed=seed)

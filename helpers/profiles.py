@@ -42,6 +42,10 @@ class Profile:
     ablation_caps: tuple[int, ...] = (5, 20, 50)
     # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
     ood_splits: tuple[str, ...] = OOD_SPLITS
+    # numerics: dense encoding in the notebooks ("fp32", "bf16", "int8"; helpers.quantize) and the
+    # training's matrix products ("fp32" or "bf16" autocast; weights and optimiser stay fp32)
+    precision: str = "fp32"
+    train_precision: str = "fp32"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +60,7 @@ PROFILES: dict[str, Profile] = {
     # study trains 12 models, about 100 minutes of training in all.
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                    train_pairs=1920, ablation_pairs=640, batch_size=32, epochs=1, max_seq_length=256,
-                   eval_steps=None),
+                   eval_steps=None, precision="bf16", train_precision="bf16"),
     "full": Profile("full", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                     train_pairs=None, batch_size=64, epochs=1, max_seq_length=256, eval_steps=500),
 }

@@ -260,7 +260,8 @@ class DenseRetriever(Retriever):
 
     ``precision="int8"`` encodes with :func:`helpers.quantize.int8_model`: the same tokenizer, prompts
     and pooling, the transformer as an int8 ONNX graph (exported once, cached next to the model).
-    Search is the same fp32 cosine either way.
+    ``precision="bf16"`` encodes the same PyTorch model under bfloat16 autocast
+    (:func:`helpers.quantize.precision_context`). Search is the same fp32 cosine either way.
 
     ``max_seq_length`` is this retriever's encoding length (default: the model's own). It is applied
     only while this retriever encodes, so retrievers sharing one model never see each other's length.
@@ -343,8 +344,8 @@ class DenseRetriever(Retriever):
 
     @property
     def encoder(self):
-        """The model that encodes: ``self.model`` (fp32) or its int8 view, rebuilt if the weights changed."""
-        if self.precision == "fp32":
+        """The model that encodes: ``self.model`` (fp32, bf16) or its int8 view, rebuilt if the weights changed."""
+        if self.precision != "int8":
             return self.model
         from helpers.quantize import int8_model
 
@@ -416,8 +417,10 @@ class DenseRetriever(Retriever):
             encoder = self.encoder
             encode = encoder.encode_document if side == "document" else encoder.encode_query
             show = self.show_progress and (side == "document" or len(missing) > self.batch_size)
+            from helpers.quantize import precision_context
+
             t0 = time.perf_counter()
-            with self._length():
+            with self._length(), precision_context(self.precision, encoder):
                 emb = np.ascontiguousarray(encode(missing, prompt=prompt, batch_size=self.batch_size,
                                                   show_progress_bar=show, normalize_embeddings=True,
                                                   convert_to_numpy=True), dtype=np.float32)

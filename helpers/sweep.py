@@ -7,6 +7,9 @@ drawn with the seed by ``helpers.evaluation.sample_queries``) is evaluated at do
 ``lr=2e-5``, ``lr=5e-5``, ``lr=1e-4``, ``lr=2e-4``  learning rate (the rest as the config)
 ``top4``                                        train only the top 4 of 12 transformer layers (cheaper step)
 ``one_length``                                  one length cap for every task instead of one per task
+``lr=2e-4,fp32``, ``lr=2e-4,bf16``              ``lr=2e-4`` in fp32, or with bf16 mixed-precision training
+                                                (cheaper step); the other variants train at the profile's
+                                                ``train_precision`` (cpu: fp32 until issue #13's re-run, then bf16)
 
 Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
 one JSON (default ``results/sweep-<profile>.json``) and prints a table. Several processes may run
@@ -36,6 +39,8 @@ VARIANTS: dict[str, dict] = {
     "lr=2e-4": {"learning_rate": 2e-4},
     "top4": {"train_top_layers": 4},
     "one_length": {"seq_len_per_task": False},
+    "lr=2e-4,fp32": {"learning_rate": 2e-4, "precision": "fp32"},
+    "lr=2e-4,bf16": {"learning_rate": 2e-4, "precision": "bf16"},
 }
 
 
@@ -76,7 +81,7 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
                           ("fitted", "per_task", "per_task_truncated_share", "truncated_share")},
               "padding_efficiency": tr["padding_efficiency"], "train_seconds": res.log["timings"]["train_seconds"],
               "wall_seconds": round(time.perf_counter() - t0, 1),
-              "threads": res.log["environment"]["threads"]}
+              "threads": res.log["environment"]["threads"], "precision": res.log["resolved"]["precision"]}
     shutil.rmtree(out_root / key / "checkpoints", ignore_errors=True)   # the record is the product, not the weights
     atomic_write_json(out_root / f"{key}.json", record)
     return record
@@ -88,11 +93,15 @@ def report(out_root: Path) -> tuple[dict, str]:
     for p in sorted(out_root.glob("*.json")):
         rec = json.loads(p.read_text(encoding="utf-8"))
         records[f"{rec['variant']}@{rec['steps']}"] = rec
-    lines = ["| variant | steps | s/step | trainable | Step@15 | Table@5 | Field@5 |", "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | steps | precision | s/step | trainable | Step@15 | Table@5 | Field@5 |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, rec in records.items():
         last = rec["curve"][-1] if rec["curve"] else {"dev": {}}
         sps = (rec.get("steady") or {}).get("seconds_per_step", float("nan"))
-        lines.append(f"| {name} | {rec['steps']} | {sps:.2f} | {rec['trainable_params'] / 1e6:.1f}M | "
+        # records written before the field existed: the variant's own setting, else fp32 (all were)
+        precision = rec.get("precision") or rec.get("changes", {}).get("precision", "fp32")
+        lines.append(f"| {name} | {rec['steps']} | {precision} | {sps:.2f} | "
+                     f"{rec['trainable_params'] / 1e6:.1f}M | "
                      + " | ".join(f"{last['dev'].get(t, float('nan')):.3f}" for t in ("step", "table", "field"))
                      + " |")
     return records, "\n".join(lines) + "\n"

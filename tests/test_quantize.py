@@ -266,3 +266,39 @@ def test_bench_precision_side_by_side(minilm, tmp_path, capsys):
     assert tg["met"] == bool(tg["speedup_ok"] and tg["recall_ok"])
     assert bench.main(["--precision", "fp32", "int8", "--retrievers", "minilm-l6", "--data", str(tmp_path / "no")]) == 2
     assert "no BEIR folder for task" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ bf16
+
+
+def test_bf16_encodes_under_autocast_close_to_fp32(minilm, tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+    original = type(minilm).encode_document
+
+    def spy(self, *a, **k):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(type(minilm), "encode_document", spy)
+    fp32 = DenseRetriever(minilm, cache_dir=tmp_path, show_progress=False).index(CORPUS)
+    bf16 = DenseRetriever(minilm, cache_dir=tmp_path, show_progress=False, precision="bf16").index(CORPUS)
+    assert seen == [False, True]  # the same model, only the bf16 retriever under autocast
+    assert bf16.encoder is minilm and bf16.identity()["precision"] == "bf16"
+    assert bf16.n_encoded_docs == 5 and not bf16.cache_hit  # its own cache space, never fp32's vectors
+    assert bf16.embeddings.dtype == np.float32
+    c = cos(bf16.embeddings, fp32.embeddings)
+    # bf16 products with fp32 accumulation: 0.9999+ here; a dropped autocast would give exactly 1.
+    assert c.min() > 0.995 and not np.array_equal(bf16.embeddings, fp32.embeddings), c
+    assert not torch.is_autocast_enabled("cpu")  # the context ended with the encoding
+
+
+def test_precision_context_is_a_no_op_except_for_bf16():
+    import torch
+
+    for p in ("fp32", "int8"):
+        with quantize.precision_context(p):
+            assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        quantize.precision_context("fp16")

@@ -37,7 +37,7 @@ def test_report_gathers_records_and_tables_the_last_point(tmp_path):
     (tmp_path / "lr=1e-4@30.json").write_text(json.dumps(rec))
     records, table = sweep.report(tmp_path)
     assert list(records) == ["lr=1e-4@30"]
-    assert "| lr=1e-4@30 | 30 | 2.50 | 21.0M | 0.450 | 0.800 | 0.750 |" in table
+    assert "| lr=1e-4@30 | 30 | fp32 | 2.50 | 21.0M | 0.450 | 0.800 | 0.750 |" in table
 
 
 def test_cli_rejects_zero_steps(capsys):

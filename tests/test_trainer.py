@@ -157,6 +157,28 @@ def test_learning_curve_top_layers_and_per_task_length(tmp_path):
 
 
 @pytest.mark.slow
+def test_bf16_training_saves_fp32_weights_that_load_plainly(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    res = train(_smoke_cfg(precision="bf16", max_steps=2), profile="smoke", out_dir=tmp_path / "run",
+                train_jsonl=[EXAMPLE], corpora=CORPORA, show_progress=False, evaluate=False)
+    assert res.log["resolved"]["precision"] == "bf16" and res.log["config"]["precision"] == "bf16"
+    assert res.log["training"]["global_step"] == 2 and all(l == l for l in res.log["training"]["loss_curve"])
+    # mixed precision: the products ran in bf16, the weights (and so the product) stay fp32
+    weights = load_file(str(next(res.model_path.rglob("model.safetensors"))))
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    m = SentenceTransformer(str(res.model_path), device="cpu")
+    assert m.encode(["reset my password"], convert_to_tensor=True).dtype == torch.float32
+    # the profile's default (smoke: fp32) applies when the config leaves it unset
+    res32 = train(_smoke_cfg(max_steps=1), profile="smoke", out_dir=tmp_path / "run32", train_jsonl=[EXAMPLE],
+                  corpora=CORPORA, show_progress=False, evaluate=False)
+    assert res32.log["resolved"]["precision"] == "fp32"
+
+
+@pytest.mark.slow
 def test_batches_stay_full_when_queries_share_a_positive(tmp_path):
     """40 queries of one popular table and 20 of rare ones: a no-duplicates batch holds one popular query, so
     sentence-transformers' sampler ends its pass in one-pair batches (loss 0); ours fills every batch."""

@@ -295,6 +295,11 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
                           else MultiDatasetBatchSamplers.PROPORTIONAL)
     on_cpu = not torch.cuda.is_available()
     max_steps = run.data["max_steps"]
+    precision = run.extra["precision"] = cfg.precision or prof.train_precision
+    if precision == "bf16" and on_cpu:
+        from helpers.quantize import warn_if_bf16_is_emulated
+
+        warn_if_bf16_is_emulated()
     run.extra.update(mixing_sampler=mixing_sampler, per_device_bs=max(1, run.data["batch_size"] // world_size),
                      save_steps=cfg.save_steps or prof.save_steps or max(25, max_steps // 4))
     return SentenceTransformerTrainingArguments(
@@ -308,7 +313,7 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
         eval_steps=eval_steps if evaluator is not None else None, report_to="none",
         disable_tqdm=not show_progress or not run.is_main, dataloader_num_workers=0, use_cpu=on_cpu,
         ddp_backend=("gloo" if on_cpu else "nccl") if world_size > 1 else None,
-        ddp_find_unused_parameters=None, dataloader_drop_last=world_size > 1)
+        ddp_find_unused_parameters=None, dataloader_drop_last=world_size > 1, bf16=precision == "bf16")
 
 
 def _stage_trainer(run: _Run, resume: bool, evaluate: bool, callbacks: list | None, show_progress: bool):
@@ -323,7 +328,7 @@ def _stage_trainer(run: _Run, resume: bool, evaluate: bool, callbacks: list | No
     evaluator = None
     eval_root = run.data["eval_root"]
     if evaluate and eval_steps and eval_root is not None and run.world_size == 1:
-        evaluator = dev_evaluator(eval_root, cfg.tasks, cfg.dev_split, run.extra["max_q"], cfg.seed)
+        evaluator = dev_evaluator(eval_root, cfg.tasks, cfg.dev_split, run.extra["max_q"], cfg.seed, prof.precision)
     run.extra.update(eval_steps=eval_steps, has_evaluator=evaluator is not None)
     args = _training_args(run, evaluator, eval_steps, show_progress)
     loss = MultipleNegativesRankingLoss(run.model, scale=cfg.loss_scale, gather_across_devices=run.world_size > 1)
@@ -352,7 +357,7 @@ def _curve_callback(run: _Run):
 
     def dev_sample() -> dict:
         res = evaluate_model(model, eval_root, cfg.tasks, [cfg.dev_split], cfg.curve_queries, cfg.seed,
-                             max_seq_length=run.extra["inference_len"])
+                             max_seq_length=run.extra["inference_len"], precision=run.prof.precision)
         return {t: m[m["headline"]] for t, m in res.get(cfg.dev_split, {}).items()}
 
     return learning_curve_callback(cfg.curve_steps, dev_sample)
@@ -374,7 +379,8 @@ def _base_evaluation(run: _Run, evaluate: bool) -> dict:
     t0 = time.perf_counter()
     # at the length the fine-tuned model will be evaluated and saved with
     base_eval = evaluate_model(run.model, eval_root, _eval_tasks(cfg, eval_root), cfg.eval_splits,
-                               run.extra["max_q"], cfg.seed, max_seq_length=run.extra["inference_len"])
+                               run.extra["max_q"], cfg.seed, max_seq_length=run.extra["inference_len"],
+                               precision=run.prof.precision)
     run.timings["base_eval_seconds"] = time.perf_counter() - t0
     return base_eval
 
@@ -452,6 +458,7 @@ def _stage_log(run: _Run, trainer) -> dict:
                      # max_seq_length: the training length (fitted); the saved model keeps its base's
                      "max_seq_length": x["seq_len"], "inference_max_seq_length": x["inference_len"],
                      "save_steps": x["save_steps"], "eval_steps": x["eval_steps"] if x["has_evaluator"] else None,
+                     "precision": x["precision"],
                      "mixing_sampler": mixing, "prompts": x["prompts"], "trained_prompts": x["col_prompts"],
                      "params": x["n_params"], "frozen_params": x["n_frozen"],
                      "data_source": [str(s) for s in source] if isinstance(source, list) else str(source),
@@ -479,7 +486,7 @@ def _stage_save(run: _Run, trainer, log: dict, base_eval: dict, evaluate: bool) 
     if evaluate and eval_root is not None:
         t0 = time.perf_counter()
         final_eval = evaluate_model(model, eval_root, _eval_tasks(cfg, eval_root), cfg.eval_splits, x["max_q"],
-                                    cfg.seed)
+                                    cfg.seed, precision=run.prof.precision)
         run.timings["final_eval_seconds"] = time.perf_counter() - t0
     log["eval"] = {"final": final_eval, "base": base_eval}
     run.timings["total_seconds"] = time.perf_counter() - run.t_start

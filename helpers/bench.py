@@ -52,6 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from helpers.io import atomic_write_json
+from helpers.quantize import PRECISIONS
 
 DEFAULT_RETRIEVERS = ("bm25", "minilm-l6", "me5-small")
 
@@ -387,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write JSON here (atomically)")
-    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "int8"],
+    p.add_argument("--precision", nargs="+", choices=PRECISIONS,
                    help="compare encoding precisions of each dense retriever (first = reference), e.g. "
                         "--precision fp32 int8; with --data DATASET also dev recall per task")
     p.add_argument("--tasks", nargs="+", default=["step", "table", "field"], help="with --precision and --data")

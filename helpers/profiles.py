@@ -1,7 +1,7 @@
 """The three run profiles, in one place.
 
 ``smoke``  seconds to a couple of minutes per notebook; what CI runs.
-``cpu``    the default: the real case study on a 2-core CPU, about 3 hours from scratch (2 of them
+``cpu``    the default: the real case study on a 2-core CPU in bf16, 82 minutes from scratch (53 of them
            training; ``python -m helpers.reproduce --timings`` shows where the time went).
 ``full``   paper scale, for users with a GPU.
 
@@ -55,9 +55,9 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
                      base_model="minilm-l6", ablation_caps=(20,), ood_splits=("ood01", "ood07")),
-    # Measured here (quiet machine, full batches): a 60-step me5-small run of 1,920 pairs takes 3-8
-    # minutes by task (fields are short, steps long), a 180-step multi-task run about 20; the case
-    # study trains 12 models, about 100 minutes of training in all.
+    # Measured here (quiet machine, full batches, bf16): a 60-step me5-small run of 1,920 pairs takes
+    # 1.5-5 minutes by task (fields are short, steps long), a 180-step multi-task run about 11; the
+    # case study trains 12 models, 53 minutes of training in all (fp32: about 100).
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                    train_pairs=1920, ablation_pairs=640, batch_size=32, epochs=1, max_seq_length=256,
                    eval_steps=None, precision="bf16", train_precision="bf16"),

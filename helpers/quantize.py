@@ -38,6 +38,7 @@ half-written model that looks complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -116,7 +117,7 @@ def precision_context(precision: str, model=None):
     """Context in which a PyTorch model encodes at ``precision``: bf16 autocast, else nothing.
 
     bf16 keeps the fp32 weights and runs matrix products in bfloat16 with fp32 accumulation (torch's
-    autocast); it pays off on CPUs with AVX512-BF16 or AMX (2.8x here, see README) and is emulated,
+    autocast); it pays off on CPUs with AVX512-BF16 or AMX (2.7x here, see README) and is emulated,
     slower, elsewhere. int8 is a different model (:func:`int8_model`), so it needs no context here.
     """
     import contextlib
@@ -133,16 +134,11 @@ def precision_context(precision: str, model=None):
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
-_WARNED_BF16: list[bool] = []
-
-
+@functools.cache
 def warn_if_bf16_is_emulated() -> None:
     """Warn once when this CPU has no native bf16 (AVX512-BF16 / AMX): it works, but slower than fp32."""
     import torch
 
-    if _WARNED_BF16:
-        return
-    _WARNED_BF16.append(True)
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

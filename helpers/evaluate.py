@@ -33,7 +33,7 @@ from helpers.evaluation import (SPEC_HELP, check_known_task, evaluate_folder, ev
                                 spec_parts, split_group)
 from helpers.io import DataError, atomic_write_json, check_output_file
 from helpers.metrics import DEFAULT_KS
-from helpers.quantize import PRECISIONS
+from helpers.quantize import AUTO, PRECISIONS, resolve_precision
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "$CASE_STUDY_CACHE/embeddings)")
     p.add_argument("--batch-size", type=int, default=64, help="encoding batch size; default 64")
     p.add_argument("--no-progress", action="store_true", help="hide encoding progress bars")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS + (AUTO,), default="fp32",
                    help="dense encoding: fp32 (default), bf16 autocast (2.7x faster on CPUs with AVX512-BF16, "
-                        "recall within 0.005) or int8 ONNX (about 3x faster, recall within ~0.02); see "
+                        "recall within 0.005; 4x slower where emulated), auto (bf16 if this CPU has it "
+                        "natively, else fp32) or int8 ONNX (about 3x faster, recall within ~0.02); see "
                         "helpers/quantize.py")
     return p
 
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retriever = make_retriever(args.retriever, task=args.task, cache_dir=_cache_dir(args.cache_dir),
                                    query_prompt=args.query_prompt, doc_prompt=args.doc_prompt,
                                    batch_size=args.batch_size, show_progress=not args.no_progress,
-                                   precision=args.precision)
+                                   precision=resolve_precision(args.precision))
         result = evaluate_path(retriever, args.data, args.split, args.k, args.max_queries, args.seed,
                                splits=args.splits, progress=not args.no_progress)
     except (ValueError, OSError) as e:  # DataError included: it names the file, line and field

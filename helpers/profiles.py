@@ -1,8 +1,9 @@
 """The three run profiles, in one place.
 
 ``smoke``  seconds to a couple of minutes per notebook; what CI runs.
-``cpu``    the default: the real case study on a 2-core CPU in bf16, 82 minutes from scratch (53 of them
-           training; ``python -m helpers.reproduce --timings`` shows where the time went).
+``cpu``    the default: the real case study on a 2-core CPU; 82 minutes from scratch in bf16 on a CPU that
+           computes bf16 natively (53 of them training; ``python -m helpers.reproduce --timings`` shows
+           where the time went), about 173 in fp32, which it falls back to elsewhere (precision "auto").
 ``full``   paper scale, for users with a GPU.
 
 Notebooks take a ``profile`` parameter and call :func:`get_profile`; CLIs take ``--profile``.
@@ -43,7 +44,9 @@ class Profile:
     # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
     ood_splits: tuple[str, ...] = OOD_SPLITS
     # numerics: dense encoding in the notebooks ("fp32", "bf16", "int8"; helpers.quantize) and the
-    # training's matrix products ("fp32" or "bf16" autocast; weights and optimiser stay fp32)
+    # training's matrix products ("fp32" or "bf16" autocast; weights and optimiser stay fp32). "auto":
+    # bf16 where the CPU has it natively, else fp32 (emulated bf16 is 3-4x slower than fp32), resolved
+    # by get_profile, so a run's key and log name the precision it really used.
     precision: str = "fp32"
     train_precision: str = "fp32"
 
@@ -55,12 +58,12 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
                      base_model="minilm-l6", ablation_caps=(20,), ood_splits=("ood01", "ood07")),
-    # Measured here (quiet machine, full batches, bf16): a 60-step me5-small run of 1,920 pairs takes
+    # Measured here (quiet machine, full batches, native bf16): a 60-step me5-small run of 1,920 pairs takes
     # 1.5-5 minutes by task (fields are short, steps long), a 180-step multi-task run about 11; the
     # case study trains 12 models, 53 minutes of training in all (fp32: about 100).
     "cpu": Profile("cpu", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                    train_pairs=1920, ablation_pairs=640, batch_size=32, epochs=1, max_seq_length=256,
-                   eval_steps=None, precision="bf16", train_precision="bf16"),
+                   eval_steps=None, precision="auto", train_precision="auto"),
     "full": Profile("full", train_flows=8500, dev_flows=300, ood_flows=100, max_eval_queries=None,
                     train_pairs=None, batch_size=64, epochs=1, max_seq_length=256, eval_steps=500),
 }
@@ -69,11 +72,15 @@ DEFAULT_PROFILE = "cpu"
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
-    """Return the named profile (default: ``$CASE_STUDY_PROFILE`` or ``cpu``), with overrides."""
+    """Return the named profile (default: ``$CASE_STUDY_PROFILE`` or ``cpu``), with overrides, its
+    ``"auto"`` precisions resolved for this machine (:func:`helpers.quantize.resolve_precision`)."""
     from_env = not name and bool(os.environ.get("CASE_STUDY_PROFILE"))
     name = name or os.environ.get("CASE_STUDY_PROFILE") or DEFAULT_PROFILE
     if name not in PROFILES:
         where = " (from $CASE_STUDY_PROFILE)" if from_env else ""
         raise ValueError(f"unknown profile {name!r}{where}; choose one of: {', '.join(PROFILES)}")
-    prof = PROFILES[name]
-    return replace(prof, **overrides) if overrides else prof
+    prof = replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
+    from helpers.quantize import resolve_precision
+
+    return replace(prof, precision=resolve_precision(prof.precision),
+                   train_precision=resolve_precision(prof.train_precision))

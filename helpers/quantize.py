@@ -60,6 +60,8 @@ from helpers.io import DataError, atomic_write_json
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
+# Not a precision but a choice of one: bf16 where the CPU computes it natively, else fp32 (resolve_precision).
+AUTO = "auto"
 
 # Bump when the export or quantization recipe changes: manifests with another version re-export.
 SCHEME_VERSION = 2
@@ -117,8 +119,8 @@ def precision_context(precision: str, model=None):
     """Context in which a PyTorch model encodes at ``precision``: bf16 autocast, else nothing.
 
     bf16 keeps the fp32 weights and runs matrix products in bfloat16 with fp32 accumulation (torch's
-    autocast); it pays off on CPUs with AVX512-BF16 or AMX (2.7x here, see README) and is emulated,
-    slower, elsewhere. int8 is a different model (:func:`int8_model`), so it needs no context here.
+    autocast); it pays off on CPUs with AVX512-BF16 or AMX (2.7x, see README) and is emulated, 4x
+    slower, elsewhere (``"auto"`` picks: :func:`resolve_precision`). int8 is a different model (:func:`int8_model`), so it needs no context here.
     """
     import contextlib
 
@@ -134,18 +136,47 @@ def precision_context(precision: str, model=None):
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
+def bf16_in_cpu_flags(cpuinfo: str) -> bool:
+    """Whether ``/proc/cpuinfo`` text names a native bf16 instruction set: AVX512-BF16 or AMX-BF16 on
+    x86, the ``bf16`` feature on Arm."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (then bf16 autocast is faster than fp32, else slower).
+
+    Read from the CPU's flags, not from ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``: oneDNN reports
+    bf16 as supported on every AVX512 CPU, where it emulates it; measured on a Xeon with AVX512 but no
+    AVX512-BF16: bf16 encoding 4x *slower* than fp32, and training 3x. Where the flags cannot be read
+    (not Linux) this says False: fp32 is the safe default.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return bf16_in_cpu_flags(f.read())
+    except OSError:
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` -> ``"bf16"`` on a CPU with native bf16 (:func:`native_bf16`), else ``"fp32"``; any
+    other precision is checked and returned as it is."""
+    if precision == AUTO:
+        return "bf16" if native_bf16() else "fp32"
+    return check_precision(precision)
+
+
 @functools.cache
 def warn_if_bf16_is_emulated() -> None:
     """Warn once when this CPU has no native bf16 (AVX512-BF16 / AMX): it works, but slower than fp32."""
-    import torch
-
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    if not native:
-        logger.warning("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): it will be slower than fp32. "
-                       "Use precision='fp32' (and train_precision='fp32' in helpers/profiles.py) here.")
+    if not native_bf16():
+        logger.warning("bf16 is emulated on this CPU (no AVX512-BF16 or AMX in its flags): it is slower "
+                       "than fp32 (4x when encoding on one such Xeon). Use precision 'fp32' or 'auto'.")
 
 
 def _ort():

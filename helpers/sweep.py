@@ -12,7 +12,8 @@ drawn with the seed by ``helpers.evaluation.sample_queries``) is evaluated at do
                                                 ``train_precision`` (cpu: fp32 until issue #13's re-run, then bf16)
 
 Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
-one JSON (default ``results/sweep-<profile>.json``) and prints a table. Several processes may run
+one JSON (default ``results/sweep-<profile>.json``, keeping the records it already holds) and prints a
+table. Several processes may run
 different variants at once (``--threads 1`` each on a 2-core machine).
 
     python -m helpers.sweep --variant lr=5e-5 lr=1e-4 --steps 120
@@ -87,9 +88,13 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
     return record
 
 
-def report(out_root: Path) -> tuple[dict, str]:
-    """All variant records under ``out_root`` and a markdown table of their last curve point."""
-    records = {}
+def report(out_root: Path, earlier: dict | None = None) -> tuple[dict, str]:
+    """All variant records under ``out_root`` and a markdown table of their last curve point.
+
+    ``earlier`` (the ``variants`` of a report already written) keeps the records of runs made on another
+    checkout or machine, whose ``runs/`` folder is not here; a record under ``out_root`` replaces the
+    earlier one of the same ``<variant>@<steps>``."""
+    records = dict(earlier or {})
     for p in sorted(out_root.glob("*.json")):
         rec = json.loads(p.read_text(encoding="utf-8"))
         records[f"{rec['variant']}@{rec['steps']}"] = rec
@@ -143,9 +148,11 @@ def main(argv=None) -> int:
         print(f"[sweep] {v}: {args.steps} steps", file=sys.stderr, flush=True)
         run_variant(v, args.steps, args.profile, data_dir, args.seed, out_root, args.curve_queries)
     if args.report or not args.variant:
-        records, table = report(out_root)
-        print(table, end="")
         dest = Path(args.json) if args.json else report_path(args.profile)
+        # a fresh clone has no runs/: the committed report's records must survive a new run's --report
+        earlier = json.loads(dest.read_text(encoding="utf-8")).get("variants") if dest.is_file() else None
+        records, table = report(out_root, earlier)
+        print(table, end="")
         atomic_write_json(dest, {"profile": args.profile, "variants": records, "table": table})
         print(f"wrote {dest}")
     return 0

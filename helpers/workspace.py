@@ -76,8 +76,11 @@ def save_results(results_dir: str | os.PathLike | None, name: str, payload: dict
     as :func:`results_path` reads it."""
     import torch
 
+    from helpers.quantize import native_bf16
+
+    # native_bf16: whether the profiles' "auto" precision ran bf16 (True) or fp32 on this machine
     meta = {"python": platform.python_version(), "torch": torch.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "native_bf16": native_bf16(),
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = results_path(results_dir) / f"{name}.json"
     atomic_write_json(path, {**payload, "_meta": meta})

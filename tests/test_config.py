@@ -23,7 +23,7 @@ def test_config_errors(tmp_path):
         TrainConfig.from_dict({"tasks": ["step"], "budget_per_task": "yes"}, source="c.yaml")
     assert "c.yaml" in str(e.value)
     bad.write_text("tasks: [step]\nprecision: fp16\n")
-    with pytest.raises(DataError, match="precision must be null, 'fp32' or 'bf16'") as e:
+    with pytest.raises(DataError, match="precision must be null, 'fp32', 'bf16' or 'auto'") as e:
         TrainConfig.from_yaml(bad)
     assert "bad.yaml:2" in str(e.value)
 

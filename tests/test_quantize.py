@@ -302,3 +302,42 @@ def test_precision_context_is_a_no_op_except_for_bf16():
             assert not torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="precision must be one of"):
         quantize.precision_context("fp16")
+
+
+X86_FLAGS = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+             "flags\t\t: fpu sse sse2 avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni\n")
+
+
+def test_native_bf16_is_read_from_the_cpu_flags_not_from_onednn():
+    # AVX512 without AVX512-BF16: oneDNN calls bf16 supported here, yet emulates it (4x slower)
+    assert not quantize.bf16_in_cpu_flags(X86_FLAGS)
+    assert quantize.bf16_in_cpu_flags(X86_FLAGS.replace("avx512_vnni", "avx512_vnni avx512_bf16"))
+    assert quantize.bf16_in_cpu_flags(X86_FLAGS.replace("avx512_vnni", "amx_bf16 amx_tile"))
+    assert quantize.bf16_in_cpu_flags("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")  # Arm
+    assert not quantize.bf16_in_cpu_flags("model name\t: bf16 in a name is not a flag\n")
+    assert not quantize.bf16_in_cpu_flags("")
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_and_the_cpu_profile_follow_the_cpu(monkeypatch, native, expected):
+    from helpers.profiles import get_profile
+
+    monkeypatch.setattr(quantize, "native_bf16", lambda: native)
+    assert quantize.resolve_precision("auto") == expected
+    assert quantize.resolve_precision("fp32") == "fp32" and quantize.resolve_precision("int8") == "int8"
+    cpu = get_profile("cpu")
+    assert (cpu.precision, cpu.train_precision) == (expected, expected)
+    assert get_profile("smoke").precision == "fp32"  # explicit precisions are kept as they are
+    with pytest.raises(ValueError, match="precision must be one of"):
+        quantize.resolve_precision("fp16")
+
+
+def test_emulated_bf16_warns(monkeypatch, caplog):
+    monkeypatch.setattr(quantize, "native_bf16", lambda: False)
+    quantize.warn_if_bf16_is_emulated.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="helpers.quantize"):
+            quantize.warn_if_bf16_is_emulated()
+        assert "bf16 is emulated" in caplog.text
+    finally:
+        quantize.warn_if_bf16_is_emulated.cache_clear()

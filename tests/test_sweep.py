@@ -40,6 +40,24 @@ def test_report_gathers_records_and_tables_the_last_point(tmp_path):
     assert "| lr=1e-4@30 | 30 | fp32 | 2.50 | 21.0M | 0.450 | 0.800 | 0.750 |" in table
 
 
+def test_report_keeps_the_records_of_an_earlier_report(tmp_path, monkeypatch, capsys):
+    def rec(steps, step):
+        return {"variant": "lr=2e-4", "steps": steps, "trainable_params": 21_000_000,
+                "curve": [{"step": steps, "dev": {"step": step, "table": 0.8, "field": 0.7}}]}
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "lr=2e-4@120.json").write_text(json.dumps(rec(120, 0.55)))
+    dest = tmp_path / "sweep-cpu.json"
+    # an earlier report, from a checkout whose runs/ are not here: 960 survives, 120 is replaced
+    dest.write_text(json.dumps({"variants": {"lr=2e-4@960": rec(960, 0.68), "lr=2e-4@120": rec(120, 0.40)}}))
+    import helpers.workspace
+    monkeypatch.setattr(helpers.workspace, "runs_dir", lambda profile: tmp_path)
+    assert sweep.main(["--report", "--json", str(dest)]) == 0
+    records = json.loads(dest.read_text())["variants"]
+    assert sorted(records) == ["lr=2e-4@120", "lr=2e-4@960"]
+    assert records["lr=2e-4@120"]["curve"][-1]["dev"]["step"] == 0.55
+    assert "| lr=2e-4@960 | 960 |" in capsys.readouterr().out
+
+
 def test_cli_rejects_zero_steps(capsys):
     with pytest.raises(SystemExit) as e:
         sweep.main(["--variant", "top4", "--steps", "0"])

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -138,6 +139,10 @@ def learning_curve_callback(steps, evaluate):
             self.points.append({"step": step, "train_seconds": round(t - self.t0 - self.eval_seconds, 1),
                                 "eval_seconds": round(took, 1), "dev": dev})
             self.eval_seconds += took
+            # a long run shows its curve as it goes, not only in the log written at the end
+            from tqdm.auto import tqdm
+            tqdm.write(f"[curve] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in dev.items())
+                       + f" ({self.points[-1]['train_seconds']:.0f} s training)", file=sys.stderr)
 
     return LearningCurve()
 

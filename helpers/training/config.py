@@ -115,7 +115,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     freeze_embeddings: bool = True
-    precision: str | None = None             # "fp32" or "bf16" mixed precision (None: the profile's train_precision)
+    precision: str | None = None             # "fp32", "bf16" mixed precision or "auto" (bf16 if native; None: the profile's)
     train_top_layers: int | None = None      # train only the top N transformer layers (None: all)
     # frequency-based downsampling
     cap_per_positive: int | None = None
@@ -246,8 +246,8 @@ class TrainConfig:
             bad(f"mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}", "mixing")
         if self.task_mix not in TASK_MIXES:
             bad(f"task_mix must be one of {', '.join(TASK_MIXES)}, got {self.task_mix!r}", "task_mix")
-        if self.precision not in (None, "fp32", "bf16"):
-            bad(f"precision must be null, 'fp32' or 'bf16', got {self.precision!r}", "precision")
+        if self.precision not in (None, "fp32", "bf16", "auto"):
+            bad(f"precision must be null, 'fp32', 'bf16' or 'auto', got {self.precision!r}", "precision")
         if self.hard_negatives not in HARD_NEGATIVES:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
         for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",

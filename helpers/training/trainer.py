@@ -295,10 +295,13 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
                           else MultiDatasetBatchSamplers.PROPORTIONAL)
     on_cpu = not torch.cuda.is_available()
     max_steps = run.data["max_steps"]
-    precision = run.extra["precision"] = cfg.precision or prof.train_precision
-    if precision == "bf16" and on_cpu:
-        from helpers.quantize import warn_if_bf16_is_emulated
+    from helpers.quantize import AUTO, resolve_precision, warn_if_bf16_is_emulated
 
+    precision = cfg.precision or prof.train_precision
+    if precision == AUTO and not on_cpu:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    precision = run.extra["precision"] = resolve_precision(precision)
+    if precision == "bf16" and on_cpu:
         warn_if_bf16_is_emulated()
     run.extra.update(mixing_sampler=mixing_sampler, per_device_bs=max(1, run.data["batch_size"] // world_size),
                      save_steps=cfg.save_steps or prof.save_steps or max(25, max_steps // 4))

@@ -164,9 +164,9 @@ def native_bf16() -> bool:
 
     Read from the CPU's flags, not from ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``: oneDNN reports
     bf16 as supported on every AVX512 CPU, where it emulates it; measured on a Xeon with AVX512 but no
-    AVX512-BF16, bf16 encoded 4x *slower* than fp32 (``helpers.bench --precision fp32 bf16``) and a
-    bf16 training step of the multi-task model took 11-15 s, against 3.9 s natively. Where the flags
-    cannot be read (not Linux) this says False: fp32 is the safe default.
+    AVX512-BF16, bf16 encoded 4x *slower* than fp32 (``helpers.bench --precision fp32 bf16``) and
+    trained 3.1x slower (1.7 against 5.2 pairs/s, ``helpers.sweep --variant lr=2e-4,fp32 lr=2e-4,bf16
+    --steps 30``). Where the flags cannot be read (not Linux) this says False: fp32 is the safe default.
     """
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:

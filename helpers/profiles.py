@@ -45,8 +45,8 @@ class Profile:
     ood_splits: tuple[str, ...] = OOD_SPLITS
     # numerics: dense encoding in the notebooks ("fp32", "bf16", "int8"; helpers.quantize) and the
     # training's matrix products ("fp32" or "bf16" autocast; weights and optimiser stay fp32). "auto":
-    # bf16 where the CPU has it natively, else fp32 (emulated bf16 encodes 4x and trains 3x slower than fp32), resolved
-    # by get_profile, so a run's key and log name the precision it really used.
+    # bf16 where the CPU has it natively, else fp32 (emulated bf16 encodes 4x and trains 3x slower
+    # than fp32), resolved by get_profile, so a run's key and log name the precision it really used.
     precision: str = "fp32"
     train_precision: str = "fp32"
 

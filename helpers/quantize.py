@@ -131,7 +131,8 @@ def precision_context(precision: str, model=None):
 
     bf16 keeps the fp32 weights and runs matrix products in bfloat16 with fp32 accumulation (torch's
     autocast); it pays off on CPUs with AVX512-BF16 or AMX (2.7x, see README) and is emulated, 4x
-    slower, elsewhere (``"auto"`` picks: :func:`resolve_precision`). int8 is a different model (:func:`int8_model`), so it needs no context here.
+    slower, elsewhere (``"auto"`` picks: :func:`resolve_precision`). int8 is a different model
+    (:func:`int8_model`), so it needs no context here.
     """
     import contextlib
 

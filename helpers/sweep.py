@@ -13,8 +13,7 @@ drawn with the seed by ``helpers.evaluation.sample_queries``) is evaluated at do
 
 Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
 one JSON (default ``results/sweep-<profile>.json``, keeping the records it already holds) and prints a
-table. Several processes may run
-different variants at once (``--threads 1`` each on a 2-core machine).
+table. Several processes may run different variants at once (``--threads 1`` each on a 2-core machine).
 
     python -m helpers.sweep --variant lr=5e-5 lr=1e-4 --steps 120
     python -m helpers.sweep --report

@@ -176,12 +176,17 @@ def native_bf16() -> bool:
         return False
 
 
-def resolve_precision(precision: str) -> str:
-    """``"auto"`` -> ``"bf16"`` on a CPU with native bf16 (:func:`native_bf16`), else ``"fp32"``; any
-    other precision is checked and returned as it is."""
-    if precision == AUTO:
-        return "bf16" if native_bf16() else "fp32"
-    return check_precision(precision)
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """``"auto"`` -> ``"bf16"`` where ``device`` computes it natively (a CPU: :func:`native_bf16`; a GPU,
+    ``device="cuda"``: ``torch.cuda.is_bf16_supported()``), else ``"fp32"``; any other precision is
+    checked and returned as it is."""
+    if precision != AUTO:
+        return check_precision(precision)
+    if device == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native_bf16() else "fp32"
 
 
 @functools.cache

@@ -115,9 +115,10 @@ def report_path(profile: str) -> Path:
     return REPO_ROOT / "results" / f"sweep-{profile}.json"
 
 
-def load_report(profile: str) -> dict | None:
-    """The sweep report of a profile (``results/sweep-<profile>.json``), or None if none was written."""
-    path = report_path(profile)
+def load_report(profile: str, path: Path | None = None) -> dict | None:
+    """The sweep report of a profile (``path``, default ``results/sweep-<profile>.json``), or None if none
+    was written."""
+    path = path or report_path(profile)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -149,8 +150,7 @@ def main(argv=None) -> int:
     if args.report or not args.variant:
         dest = Path(args.json) if args.json else report_path(args.profile)
         # a fresh clone has no runs/: the committed report's records must survive a new run's --report
-        earlier = json.loads(dest.read_text(encoding="utf-8")).get("variants") if dest.is_file() else None
-        records, table = report(out_root, earlier)
+        records, table = report(out_root, (load_report(args.profile, dest) or {}).get("variants"))
         print(table, end="")
         atomic_write_json(dest, {"profile": args.profile, "variants": records, "table": table})
         print(f"wrote {dest}")

@@ -332,6 +332,15 @@ def test_auto_precision_and_the_cpu_profile_follow_the_cpu(monkeypatch, native, 
         quantize.resolve_precision("fp16")
 
 
+@pytest.mark.parametrize("gpu_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_a_gpu_asks_the_gpu_not_the_cpu(monkeypatch, gpu_bf16, expected):
+    import torch
+
+    monkeypatch.setattr(quantize, "native_bf16", lambda: not gpu_bf16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_bf16)
+    assert quantize.resolve_precision("auto", "cuda") == expected
+
+
 def test_emulated_bf16_warns(monkeypatch, caplog):
     monkeypatch.setattr(quantize, "native_bf16", lambda: False)
     quantize.warn_if_bf16_is_emulated.cache_clear()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from helpers.io import DataError
+from helpers.quantize import AUTO
 from helpers.tasks import TRAIN_TASKS, UnknownTaskError, get_task, validate_tasks
 
 MIXINGS = ("proportional", "round_robin", "temperature")
@@ -246,7 +247,7 @@ class TrainConfig:
             bad(f"mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}", "mixing")
         if self.task_mix not in TASK_MIXES:
             bad(f"task_mix must be one of {', '.join(TASK_MIXES)}, got {self.task_mix!r}", "task_mix")
-        if self.precision not in (None, "fp32", "bf16", "auto"):
+        if self.precision not in (None, "fp32", "bf16", AUTO):
             bad(f"precision must be null, 'fp32', 'bf16' or 'auto', got {self.precision!r}", "precision")
         if self.hard_negatives not in HARD_NEGATIVES:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")

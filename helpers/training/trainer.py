@@ -295,12 +295,10 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
                           else MultiDatasetBatchSamplers.PROPORTIONAL)
     on_cpu = not torch.cuda.is_available()
     max_steps = run.data["max_steps"]
-    from helpers.quantize import AUTO, resolve_precision, warn_if_bf16_is_emulated
+    from helpers.quantize import resolve_precision, warn_if_bf16_is_emulated
 
-    precision = cfg.precision or prof.train_precision
-    if precision == AUTO and not on_cpu:
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    precision = run.extra["precision"] = resolve_precision(precision)
+    precision = run.extra["precision"] = resolve_precision(cfg.precision or prof.train_precision,
+                                                           "cpu" if on_cpu else "cuda")
     if precision == "bf16" and on_cpu:
         warn_if_bf16_is_emulated()
     run.extra.update(mixing_sampler=mixing_sampler, per_device_bs=max(1, run.data["batch_size"] // world_size),

@@ -21,6 +21,16 @@ from helpers.training.config import TrainConfig
 from helpers.training.trainer import train
 
 
+#: Short flags for the config keys changed most often: each is the same as ``--set KEY=VALUE``.
+OVERRIDES = {
+    "--model": ("base_model", str, "the base encoder (registered name, path or hub id)"),
+    "--tasks": ("tasks", str, "the tasks, comma-separated"),
+    "--max-steps": ("max_steps", int, "the number of optimizer steps"),
+    "--save-steps": ("save_steps", int, "checkpoint every N steps"),
+    "--eval-splits": ("eval_splits", list, "splits for the final report ('all' = every one)"),
+    "--compare-base": ("compare_base", bool, "also evaluate the base model"),
+}
+
 DESCRIPTION = "Multi-task instruction fine-tuning of a retriever on ``SentenceTransformerTrainer``."
 
 
@@ -39,16 +49,43 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-jsonl", nargs="+", default=None, metavar="FILE",
                    help='your own pairs: JSONL lines {"task", "query", "positive"[, "negative"]}')
     p.add_argument("--corpora", default=None, help="folder of BEIR folders per task (<task>/<split>/) for evaluation")
-    p.add_argument("--model", default=None, help="override the base encoder (registered name or path)")
-    p.add_argument("--tasks", default=None, help="override the tasks, comma-separated")
-    p.add_argument("--max-steps", type=int, default=None, help="override the number of optimizer steps")
-    p.add_argument("--save-steps", type=int, default=None)
-    p.add_argument("--eval-splits", nargs="+", default=None, help="splits for the final report ('all' = every one)")
-    p.add_argument("--compare-base", action="store_true", help="also evaluate the base model")
+    for flag, (key, kind, text) in OVERRIDES.items():
+        if kind is bool:
+            p.add_argument(flag, dest=key, action="store_const", const=True, default=None, help=text)
+        else:
+            p.add_argument(flag, dest=key, nargs="+" if kind is list else None, type=kind, default=None,
+                           metavar=key.upper(), help=f"{text} (= --set {key}=...)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="set any config key for this run (YAML value: --set learning_rate=2e-4 "
+                        "--set tasks=[step,table]); repeatable, checked like the config file")
     p.add_argument("--no-eval", action="store_true", help="skip all evaluation")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set``, the value read as YAML (as it would be in the config file)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise DataError(f"--set takes KEY=VALUE, got {text!r}", field="--set")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise DataError(f"--set {key.strip()}: not a YAML value ({e.problem or e})", field=key.strip()) from None
+
+
+def config_with_overrides(path: str, args: argparse.Namespace) -> TrainConfig:
+    """The config file with the flags' and ``--set``'s keys over it, validated as one config, so a bad
+    value names its key and the flag it came from."""
+    overrides = {key: (getattr(args, key), flag) for flag, (key, _, _) in OVERRIDES.items()
+                 if getattr(args, key) is not None}
+    for text in args.settings:
+        key, value = parse_setting(text)
+        overrides[key] = (value, "--set")
+    return TrainConfig.from_yaml(path, overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,20 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
         torch.set_num_threads(args.threads)
     try:
-        cfg = TrainConfig.from_yaml(args.config)
-        if args.model:
-            cfg.base_model = args.model
-        if args.tasks:
-            cfg.tasks = args.tasks
-        if args.max_steps is not None:
-            cfg.max_steps = args.max_steps
-        if args.save_steps is not None:
-            cfg.save_steps = args.save_steps
-        if args.eval_splits:
-            cfg.eval_splits = args.eval_splits
-        if args.compare_base:
-            cfg.compare_base = True
-        cfg.validate(args.config)
+        cfg = config_with_overrides(args.config, args)
         result = train(cfg, profile=args.profile, out_dir=args.out, data_dir=args.data,
                        train_jsonl=args.train_jsonl, corpora=args.corpora, resume=args.resume, seed=args.seed,
                        show_progress=not args.quiet, evaluate=not args.no_eval, overwrite=args.overwrite)

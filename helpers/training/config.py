@@ -170,12 +170,15 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, tuple[object, str]] | None = None) -> "TrainConfig":
         """A config file; ``extends: <name>`` starts from ``<name>.yaml`` in the same folder (an
-        ablation is its base plus the keys it changes). ``name`` defaults to the file's stem."""
+        ablation is its base plus the keys it changes). ``name`` defaults to the file's stem.
+        ``overrides``: ``{key: (value, where)}`` set over the file (``where`` names the flag in errors)."""
         path = Path(path)
         d, lines = _read_config_yaml(path, ())
         d.setdefault("name", path.stem)
+        for key, (value, where) in (overrides or {}).items():
+            d[key], lines[key] = value, (where, None)
         return cls.from_dict(d, source=str(path), lines=lines)
 
     def validate(self, source: str | None = None, lines: dict[str, int] | None = None) -> None:

@@ -24,15 +24,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from helpers.data.catalog import SPLITS_OOD, Catalog, Field, Step, Table, load_catalog
+from helpers.data.catalog import Catalog, Field, Step, Table, load_catalog
 from helpers.data.flow_yaml import flow_to_yaml
 from helpers.data.flows import Flow, FlowGenerator, Renderer
-from helpers.data.language import TRANSLATED, load_pools, stable_hash
+from helpers.data.language import load_pools, stable_hash
 from helpers.io import atomic_dir, atomic_write_json, check_output_dir, write_jsonl
 from helpers.profiles import get_profile
+from helpers.splits import LANGUAGES, OOD_SPLITS
+from helpers.tasks import EVAL_TASKS, TRAIN_TASKS
 
-TASKS = ("step", "table", "field", "workflow")
-TRAIN_TASKS = ("step", "table", "field")
 MAX_TABLE_NOTES = 2  # annotation queries per flow for the table task
 MAX_FIELD_NOTES = 4  # annotation queries per flow for the field task
 # An instance holds more flows than anyone asks about: the workflow corpus of a split gets this many
@@ -115,8 +115,8 @@ def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: st
     ``unnamed``.
     """
     rend = Renderer(catalog, pools)
-    q = {t: {} for t in TASKS}
-    rel = {t: {} for t in TASKS}
+    q = {t: {} for t in EVAL_TASKS}
+    rel = {t: {} for t in EVAL_TASKS}
     picked: dict[str, dict[str, list[int]]] = {"table": {}, "field": {}}
     unnamed = {"table": 0, "field": 0}
     records = []
@@ -253,7 +253,7 @@ def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str 
 
 def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *, train_flows: int | None = None,
                   dev_flows: int | None = None, ood_flows: int | None = None,
-                  languages: tuple[str, ...] = TRANSLATED, catalog: Catalog | None = None,
+                  languages: tuple[str, ...] = LANGUAGES, catalog: Catalog | None = None,
                   progress: bool = True, overwrite: bool = False) -> dict:
     """Build the whole dataset into ``out``; return the stats dict (also written to stats.json).
 
@@ -268,11 +268,11 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     n_ood = prof.ood_flows if ood_flows is None else ood_flows
     t0 = time.time()
     catalog = catalog or load_catalog()
-    splits = ["train", "dev"] + [s for s in SPLITS_OOD if any(d.split == s for d in catalog.domains.values())]
+    splits = ["train", "dev"] + [s for s in OOD_SPLITS if any(d.split == s for d in catalog.domains.values())]
     sizes = {"train": n_train, "dev": n_dev, **{s: n_ood for s in splits[2:]}}
-    stats: dict = {"dataset_version": DATASET_VERSION, "seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in TASKS},
-                   "corpus": {t: {} for t in TASKS}, "qrels": {t: {} for t in TASKS},
-                   "word_overlap": {t: {} for t in TASKS}, "train_pairs": {}, "steps_per_flow": {},
+    stats: dict = {"dataset_version": DATASET_VERSION, "seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in EVAL_TASKS},
+                   "corpus": {t: {} for t in EVAL_TASKS}, "qrels": {t: {} for t in EVAL_TASKS},
+                   "word_overlap": {t: {} for t in EVAL_TASKS}, "train_pairs": {}, "steps_per_flow": {},
                    "unnamed_dropped": {}}
     en_train = load_pools(catalog, "en", "train")
     en_test = load_pools(catalog, "en", "test")
@@ -330,7 +330,7 @@ def _write_split_beir(root: Path, split: str, rendered: dict, corpora: dict, sta
     """One split's BEIR folder per task (``root/<task>/<split>``), its counts recorded in ``stats``."""
     from helpers.beir import write_beir
 
-    for task in TASKS:
+    for task in EVAL_TASKS:
         if split == "train" and task == "workflow":
             continue  # never used for training
         qs, rel = rendered["queries"][task], rendered["qrels"][task]

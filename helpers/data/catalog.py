@@ -16,8 +16,9 @@ import yaml
 
 from helpers.io import DataError
 from helpers.splits import OOD_SPLITS
+from helpers.workspace import REPO
 
-CATALOG_DIR = Path(__file__).resolve().parents[2] / "data" / "catalog"
+CATALOG_DIR = REPO / "data" / "catalog"
 
 FIELD_TYPES = {"string", "text", "journal", "integer", "decimal", "currency", "boolean", "date",
                "datetime", "duration", "choice", "reference", "email", "phone", "url"}
@@ -40,7 +41,6 @@ ROLE_SLOTS = {
     "utility": {"table"},
     "integration": {"table"},
 }
-SPLITS_OOD = list(OOD_SPLITS)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 SLOT_RE = re.compile(r"\{([a-z_]+)\}")
 
@@ -360,7 +360,7 @@ def load_catalog(root: str | Path | None = None) -> Catalog:
         if dname != path.stem:
             raise ctx.err(f"domain {dname!r} must match the file name {path.stem!r}", "domain")
         split = _req(data, "split", ctx)
-        if split != "train" and split not in SPLITS_OOD:
+        if split != "train" and split not in OOD_SPLITS:
             raise ctx.err(f"split {split!r} must be 'train' or one of ood01..ood10", "split")
         dtables = [_parse_table(d, dname, path, i) for i, d in enumerate(_req(data, "tables", ctx, list))]
         for t in dtables:

@@ -57,10 +57,9 @@ from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, f
 from helpers.training.pairs import (default_data_dir, downsample, load_training_pairs, mine_bm25_negatives,
                                     mine_model_negatives, run_budget, sample_budget)
 from helpers.training.sampling import FullBatchNoDuplicatesSampler, _MixingFactory
+from helpers.workspace import REPO as REPO_ROOT
 
 logger = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -51,8 +51,9 @@ from typing import Sequence
 
 import numpy as np
 
+from helpers.encoders import prompt_names_for
 from helpers.io import atomic_write_json
-from helpers.quantize import PRECISIONS
+from helpers.precision import PRECISIONS
 
 DEFAULT_RETRIEVERS = ("bm25", "minilm-l6", "me5-small")
 
@@ -204,14 +205,14 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
     """Encoding speed and recall of one encoder at several precisions, measured side by side.
 
     ``tasks`` maps a task name to ``(corpus, queries, qrels)``; with qrels ``None`` only speed is
-    measured. Each task uses the model's prompts for it (:func:`helpers.retrieval.prompt_names_for`).
+    measured. Each task uses the model's prompts for it (:func:`helpers.encoders.prompt_names_for`).
     Returns ``{"spec", "precisions": {p: {docs_per_s, queries_per_s, ...}}, "recall": {task: {p: r}},
     "delta": {task: {p: r_p - r_first}}, "cosine_to_first": {p: {mean, min}}, "target": {...}}``.
     """
     from helpers.evaluation import evaluate_retriever
     from helpers.models import load_encoder
-    from helpers.quantize import check_precision
-    from helpers.retrieval import DenseRetriever, doc_text, prompt_names_for
+    from helpers.precision import check_precision
+    from helpers.retrieval import DenseRetriever, doc_text
     from helpers.tasks import get_task
 
     precisions = [check_precision(p) for p in dict.fromkeys(precisions)]

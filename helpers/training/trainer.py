@@ -294,7 +294,7 @@ def _training_args(run: _Run, evaluator, eval_steps: int | None, show_progress: 
                           else MultiDatasetBatchSamplers.PROPORTIONAL)
     on_cpu = not torch.cuda.is_available()
     max_steps = run.data["max_steps"]
-    from helpers.quantize import resolve_precision, warn_if_bf16_is_emulated
+    from helpers.precision import resolve_precision, warn_if_bf16_is_emulated
 
     precision = run.extra["precision"] = resolve_precision(cfg.precision or prof.train_precision,
                                                            "cpu" if on_cpu else "cuda")

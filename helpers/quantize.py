@@ -1,4 +1,4 @@
-"""int8 ONNX encoding for any SentenceTransformer: export, calibration, ONNX Runtime session, model view.
+"""The int8 ONNX export of a SentenceTransformer's transformer: trace, calibration, quantization, manifest.
 
 The precision policy (``fp32``, ``bf16``, ``int8``, ``auto``; where bf16 pays) is :mod:`helpers.precision`;
 this module is what ``precision="int8"`` runs. It missed the issue #13 bar (>= 2.5x, recall within

@@ -118,12 +118,7 @@ def _reset_peak() -> bool:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    pos = (len(values) - 1) * q
-    lo, hi = int(pos), min(int(pos) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+    return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
 def bench_one(spec: str, corpus: dict, queries: dict, n_latency: int = 50, k: int = 10) -> dict:

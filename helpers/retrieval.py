@@ -216,8 +216,15 @@ class BM25Retriever(Retriever):
 
 # -------------------------------------------------------------------------------------------- dense
 
-def _from_encoder(attr: str) -> property:
-    return property(lambda self: getattr(self.dense_encoder, attr), doc=f"``dense_encoder.{attr}``")
+def _from_encoder(attr: str, settable: bool = True) -> property:
+    """A DenseRetriever attribute that is its encoder's (read, and set, as before the encoder was its own)."""
+    def get(self):
+        return getattr(self.dense_encoder, attr)
+
+    def set_(self, value):
+        setattr(self.dense_encoder, attr, value)
+
+    return property(get, set_ if settable else None, doc=f"``dense_encoder.{attr}``")
 
 
 class DenseRetriever(Retriever):
@@ -249,7 +256,7 @@ class DenseRetriever(Retriever):
 
     model = _from_encoder("model")
     model_name = _from_encoder("model_name")
-    encoder = _from_encoder("encoding_model")
+    encoder = _from_encoder("encoding_model", settable=False)
     precision = _from_encoder("precision")
     query_prompt_name = _from_encoder("query_prompt_name")
     doc_prompt_name = _from_encoder("doc_prompt_name")

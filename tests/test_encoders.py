@@ -47,6 +47,8 @@ def test_the_encoder_alone_gives_the_vectors_and_cache_space_its_retriever_uses(
     assert r.space("document", "") == enc.space("document", "")
     assert r.identity() == {"type": "DenseRetriever", "name": "minilm-l6", **enc.identity(), "similarity": "cosine"}
     assert (r.model, r.encoder, r.query_prompt, r.max_seq_length) == (minilm, minilm, "query: ", 16)
+    r.cache_dir = None  # settings set on the retriever reach its encoder (helpers.bench turns the cache off so)
+    assert r.dense_encoder.cache_dir is None
 
     shorter = DenseEncoder(minilm, cache_dir=tmp_path, show_progress=False, max_seq_length=8)
     assert shorter.space("document", "")[0] != enc.space("document", "")[0]  # the length is in the key

@@ -11,7 +11,7 @@ import pytest
 
 from helpers.data.build import build_dataset, generate_flows
 from helpers.data.catalog import CATALOG_DIR, catalog_stats, load_catalog
-from helpers.data.flows import Renderer
+from helpers.data.render import Renderer
 from helpers.data.language import LANG_DIR, load_pools, split_pool
 from helpers.data.translate import missing_strings
 from helpers.data.validate import validate_dataset

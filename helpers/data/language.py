@@ -27,7 +27,6 @@ import yaml
 
 from helpers.data.catalog import SLOT_RE, Catalog, Step
 from helpers.io import DataError
-from helpers.splits import LANGUAGES
 from helpers.workspace import REPO
 
 LANG_DIR = REPO / "data" / "language"

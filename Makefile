@@ -27,9 +27,9 @@ setup: $(VENV)/.installed
 reproduce: setup
 	$(PY) -m helpers.reproduce --profile $(PROFILE) $(ARGS)
 
+# Each smoke notebook runs once, in tests/test_notebooks.py (results, expected values, NBVAL_CHECK_OUTPUT cells).
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
-	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/notebooks-smoke/[0-9][0-9]_*.ipynb
 
 data: setup
 	$(PY) -m helpers.data build --seed 0 --profile $(PROFILE) --out data/generated/$(PROFILE)-seed0

@@ -7,7 +7,7 @@ Modules are named for what they hold:
 - ``helpers.models``: offline base encoders (``load_encoder``).
 - ``helpers.data``: the open enterprise-workflow dataset (catalog, flow generator, builder, validator).
 - ``helpers.beir``, ``helpers.metrics``, ``helpers.retrieval``, ``helpers.evaluate``: the harness.
-- ``helpers.train``: multi-task instruction fine-tuning on ``SentenceTransformerTrainer``.
+- ``helpers.training``: multi-task instruction fine-tuning on ``SentenceTransformerTrainer`` (``python -m helpers.train``).
 - ``helpers.plots``: figures used by the notebooks.
 """
 

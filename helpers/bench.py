@@ -51,8 +51,9 @@ from typing import Sequence
 
 import numpy as np
 
+from helpers.encoders import prompt_names_for
 from helpers.io import atomic_write_json
-from helpers.quantize import PRECISIONS
+from helpers.precision import PRECISIONS
 
 DEFAULT_RETRIEVERS = ("bm25", "minilm-l6", "me5-small")
 
@@ -117,12 +118,7 @@ def _reset_peak() -> bool:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    pos = (len(values) - 1) * q
-    lo, hi = int(pos), min(int(pos) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+    return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
 def bench_one(spec: str, corpus: dict, queries: dict, n_latency: int = 50, k: int = 10) -> dict:
@@ -204,15 +200,13 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
     """Encoding speed and recall of one encoder at several precisions, measured side by side.
 
     ``tasks`` maps a task name to ``(corpus, queries, qrels)``; with qrels ``None`` only speed is
-    measured. Each task uses the model's prompts for it (:func:`helpers.retrieval.prompt_names_for`).
+    measured. Each task uses the model's prompts for it (:func:`helpers.encoders.prompt_names_for`).
     Returns ``{"spec", "precisions": {p: {docs_per_s, queries_per_s, ...}}, "recall": {task: {p: r}},
     "delta": {task: {p: r_p - r_first}}, "cosine_to_first": {p: {mean, min}}, "target": {...}}``.
     """
-    from helpers.evaluation import evaluate_retriever
     from helpers.models import load_encoder
-    from helpers.quantize import check_precision
-    from helpers.retrieval import DenseRetriever, doc_text, prompt_names_for
-    from helpers.tasks import get_task
+    from helpers.precision import check_precision
+    from helpers.retrieval import DenseRetriever
 
     precisions = [check_precision(p) for p in dict.fromkeys(precisions)]
     if spec == "bm25" or spec.startswith("hybrid:"):
@@ -230,45 +224,64 @@ def bench_precisions(spec: str, precisions: Sequence[str], tasks: dict[str, tupl
                                                      batch_size=batch_size, cache_dir=cache, show_progress=False,
                                                      name=spec, precision=p)
             rows[p]["load_s"] = time.perf_counter() - t0  # int8: export (first time) or load of the ONNX file
-        jobs = []
-        for task, (corpus, queries, _) in tasks.items():
-            docs = list(dict.fromkeys(doc_text(corpus[d]) for d in sorted(corpus)))
-            jobs += [(task, "document", c) for c in _chunks(docs, chunk)]
-            texts = list(dict.fromkeys(queries[q] for q in sorted(queries)))
-            jobs += [(task, "query", c) for c in _chunks(texts, chunk)]
-        from tqdm.auto import tqdm
-
-        # Per document chunk, each precision's model seconds: the ratio within a chunk compares two
-        # runs seconds apart, so its median over chunks shrugs off a burst of load on the machine.
-        chunk_s: dict[str, list[float]] = {p: [] for p in precisions}
-        for i, (task, side, texts) in enumerate(tqdm(jobs, desc=f"encode {spec}", disable=not progress)):
-            # ABBA: each precision goes first half of the time, so load drift hits both alike.
-            for p in (precisions if i % 2 == 0 else precisions[::-1]):
-                r = retrievers[p, task]
-                (r.encode_documents if side == "document" else r.encode_queries)(texts)
-                seconds, count = ("doc_s", "n_docs") if side == "document" else ("query_s", "n_queries")
-                rows[p][seconds] += r.last_encode["seconds"]
-                rows[p][count] += r.last_encode["n_encoded"]
-                if side == "document":
-                    chunk_s[p].append(r.last_encode["seconds"])
-        recall: dict[str, dict[str, float]] = {}
-        per_query: dict[str, dict[str, dict]] = {}
-        embeddings: dict[str, list[np.ndarray]] = {p: [] for p in precisions}
-        for task, (corpus, queries, qrels) in tasks.items():
-            for p in precisions:
-                r = retrievers[p, task]
-                if qrels is None:
-                    embeddings[p].append(r.index(corpus).embeddings)  # served by the cache filled above
-                    continue
-                key = get_task(task).metric_key
-                res = evaluate_retriever(r, corpus, queries, qrels, ks=(get_task(task).k,), metrics=("recall",))
-                embeddings[p].append(r.embeddings)
-                recall.setdefault(task, {})[p] = res["metrics"][key]
-                per_query.setdefault(task, {})[p] = {q: v[key] for q, v in res["per_query"].items()}
+        chunk_s = _time_encoding(retrievers, tasks, precisions, rows, chunk, f"encode {spec}", progress)
+        recall, per_query, embeddings = _recall_by_precision(retrievers, tasks, precisions)
     summary = _compare_precisions(precisions, rows, chunk_s, recall, per_query, embeddings)
     return {"spec": spec, "max_seq_length": model.max_seq_length, "chunk": chunk, "batch_size": batch_size,
             "precisions": rows, "recall": recall, **summary,
             "n_eval_queries": {t: len(q) for t, (_, q, qr) in tasks.items() if qr is not None}}
+
+
+def _time_encoding(retrievers: dict, tasks: dict, precisions: list[str], rows: dict, chunk: int, desc: str,
+                   progress: bool) -> dict[str, list[float]]:
+    """Encode every task's texts in chunks at each precision, adding model seconds and counts to ``rows``;
+    returns each precision's seconds per document chunk (a ratio within a chunk compares two runs seconds
+    apart, so its median over chunks shrugs off a burst of load on the machine)."""
+    from tqdm.auto import tqdm
+
+    from helpers.retrieval import doc_text
+
+    jobs = []
+    for task, (corpus, queries, _) in tasks.items():
+        docs = list(dict.fromkeys(doc_text(corpus[d]) for d in sorted(corpus)))
+        jobs += [(task, "document", c) for c in _chunks(docs, chunk)]
+        texts = list(dict.fromkeys(queries[q] for q in sorted(queries)))
+        jobs += [(task, "query", c) for c in _chunks(texts, chunk)]
+    chunk_s: dict[str, list[float]] = {p: [] for p in precisions}
+    for i, (task, side, texts) in enumerate(tqdm(jobs, desc=desc, disable=not progress)):
+        # ABBA: each precision goes first half of the time, so load drift hits both alike.
+        for p in (precisions if i % 2 == 0 else precisions[::-1]):
+            r = retrievers[p, task]
+            (r.encode_documents if side == "document" else r.encode_queries)(texts)
+            seconds, count = ("doc_s", "n_docs") if side == "document" else ("query_s", "n_queries")
+            rows[p][seconds] += r.last_encode["seconds"]
+            rows[p][count] += r.last_encode["n_encoded"]
+            if side == "document":
+                chunk_s[p].append(r.last_encode["seconds"])
+    return chunk_s
+
+
+def _recall_by_precision(retrievers: dict, tasks: dict, precisions: list[str]) -> tuple[dict, dict, dict]:
+    """``(recall, per_query, embeddings)`` of each task (with qrels) at each precision; the vectors come
+    from the cache :func:`_time_encoding` filled."""
+    from helpers.evaluation import evaluate_retriever
+    from helpers.tasks import get_task
+
+    recall: dict[str, dict[str, float]] = {}
+    per_query: dict[str, dict[str, dict]] = {}
+    embeddings: dict[str, list[np.ndarray]] = {p: [] for p in precisions}
+    for task, (corpus, queries, qrels) in tasks.items():
+        for p in precisions:
+            r = retrievers[p, task]
+            if qrels is None:
+                embeddings[p].append(r.index(corpus).embeddings)  # served by the cache filled above
+                continue
+            key = get_task(task).metric_key
+            res = evaluate_retriever(r, corpus, queries, qrels, ks=(get_task(task).k,), metrics=("recall",))
+            embeddings[p].append(r.embeddings)
+            recall.setdefault(task, {})[p] = res["metrics"][key]
+            per_query.setdefault(task, {})[p] = {q: v[key] for q, v in res["per_query"].items()}
+    return recall, per_query, embeddings
 
 
 def _compare_precisions(precisions: list[str], rows: dict, chunk_s: dict, recall: dict, per_query: dict,

@@ -5,7 +5,7 @@
 ``plain``  full fine-tuning (embeddings trainable), every batch padded to a fixed ``--plain-len``
            (128 by default; 256 is the all-MiniLM default) -- what a straightforward script does.
 
-Both go through ``helpers.train.train`` (same trainer, loss, full no-duplicates homogeneous batches, seed), so
+Both go through ``helpers.training.trainer.train`` (same trainer, loss, full no-duplicates homogeneous batches, seed), so
 the only differences are the two settings above. Throughput is measured in steady state (from the second
 step to the last; checkpointing off) as pairs/s and real (non-padding) tokens/s.
 
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from helpers.io import atomic_write_json, read_jsonl
+from helpers.workspace import REPO
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO_ROOT / "data" / "examples" / "train.jsonl"
+EXAMPLE = REPO / "data" / "examples" / "train.jsonl"
 MODELS = ("minilm-l6", "me5-small")
 
 
@@ -50,7 +50,7 @@ def synthetic_pairs(n: int, path: Path, source: Path = EXAMPLE) -> Path:
 
 def bench_one(model: str, setup: str, pairs: int, batch_size: int, plain_len: int, profile: str,
               data: str | None, jsonl: Path | None, steps: int | None, work: Path) -> dict:
-    from helpers.train import train
+    from helpers.training.trainer import train
 
     cfg = {"name": f"bench-{model}-{setup}", "base_model": model, "tasks": ["step", "table", "field"],
            "train_pairs": pairs, "batch_size": batch_size, "epochs": 1, "save_steps": 10 ** 6,
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="dataset builder output: real pairs + dev quality after equal steps")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default pairs / batch size)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", default=str(REPO_ROOT / "runs" / "bench_train.json"), help="where to write the JSON")
+    p.add_argument("--json", default=str(REPO / "runs" / "bench_train.json"), help="where to write the JSON")
     args = p.parse_args(argv)
     if args.threads:
         import torch

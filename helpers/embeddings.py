@@ -3,7 +3,7 @@
 An embedding depends on the encoder (weights, tokenizer, ``max_seq_length``, module pipeline), the
 precision, the side (query or document), the prompt and the text. :func:`encoder_signature` captures
 the encoder part; :class:`EmbeddingCache` stores vectors per ``(space, text)``. Where the cache lives:
-:func:`helpers.models.embedding_cache_dir` (``$CASE_STUDY_CACHE/embeddings``).
+:func:`helpers.workspace.embedding_cache_dir` (``$CASE_STUDY_CACHE/embeddings``).
 """
 
 from __future__ import annotations

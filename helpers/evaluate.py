@@ -33,7 +33,7 @@ from helpers.evaluation import (SPEC_HELP, check_known_task, evaluate_folder, ev
                                 spec_parts, split_group)
 from helpers.io import DataError, atomic_write_json, check_output_file
 from helpers.metrics import DEFAULT_KS
-from helpers.quantize import AUTO, PRECISIONS, resolve_precision
+from helpers.precision import AUTO, PRECISIONS, resolve_precision
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +132,7 @@ def _cache_dir(given: str | None):
     """``--cache-dir``, else the folder the deprecated ``$CASE_STUDY_EMBEDDING_CACHE`` names (with a warning)."""
     if given or not os.environ.get("CASE_STUDY_EMBEDDING_CACHE"):
         return given
-    from helpers.models import embedding_cache_dir
+    from helpers.workspace import embedding_cache_dir
 
     return embedding_cache_dir()
 

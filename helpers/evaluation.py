@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from helpers.beir import find_beir_folders, load_beir
+from helpers.encoders import prompt_names_for
 from helpers.io import DataError
 from helpers.metrics import DEFAULT_KS, METRICS, evaluate_run, weighted_mean
-from helpers.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, prompt_names_for
+from helpers.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
 from helpers.tasks import TASKS, get_task
 
 logger = logging.getLogger(__name__)
@@ -78,13 +79,13 @@ class RetrieverFactory:
     """Builds the retriever for ``(spec, task)``, loading each dense model once.
 
     ``cache_dir`` is the embedding cache of the dense retrievers it builds (default: the study's,
-    :func:`helpers.models.embedding_cache_dir`; ``None``: no cache). ``precision`` ("fp32", "bf16"
-    or "int8") applies to dense retrievers (:mod:`helpers.quantize`).
+    :func:`helpers.workspace.embedding_cache_dir`; ``None``: no cache). ``precision`` ("fp32", "bf16"
+    or "int8") applies to dense retrievers (:mod:`helpers.precision`).
     """
 
     def __init__(self, show_progress: bool = False, batch_size: int = 64, cache_dir=_STUDY_CACHE,
                  precision: str = "fp32"):
-        from helpers.models import embedding_cache_dir
+        from helpers.workspace import embedding_cache_dir
 
         self._models: dict[str, object] = {}
         self.show_progress, self.batch_size, self.precision = show_progress, batch_size, precision
@@ -108,7 +109,7 @@ class RetrieverFactory:
         """A retriever for ``task``; ``max_seq_length`` overrides the model's length for this retriever only.
 
         Dense retrievers use the model's ``<task>_query`` / ``<task>_document`` prompts when it has them
-        (:func:`helpers.retrieval.prompt_names_for`); explicit prompt strings win. With an instruction
+        (:func:`helpers.encoders.prompt_names_for`); explicit prompt strings win. With an instruction
         side switched off, that side falls back to the base model's own prefix (e.g. ``"query: "``).
         In ``hybrid:A+B`` the same options go to each dense part.
         """

@@ -18,15 +18,9 @@ import yaml
 from helpers.evaluation import RetrieverFactory, evaluate_folder  # noqa: F401 (RetrieverFactory: notebooks)
 from helpers.metrics import paired_bootstrap_strata, weighted_mean
 from helpers.retrieval import Retriever
-from helpers.splits import LANGUAGES
-from helpers.splits import OOD_SPLITS as _OOD_SPLITS
-from helpers.tasks import TASKS, get_task
+from helpers.splits import OOD_SPLITS
+from helpers.tasks import get_task
 from helpers.workspace import REPO
-
-# Notebook-facing views of the registries (helpers.tasks, helpers.splits), as lists and dicts.
-TASK_K = {name: task.k for name, task in TASKS.items()}   # the paper's recall@k per task
-OOD_SPLITS = list(_OOD_SPLITS)
-LANGS = list(LANGUAGES)
 
 
 def paper_tables() -> dict:
@@ -195,7 +189,7 @@ def run_key(config: str, profile: str, data_dir: str | os.PathLike) -> str:
     import json
 
     from helpers.profiles import get_profile
-    from helpers.train import TrainConfig
+    from helpers.training.config import TrainConfig
     from helpers.training import TRAINER_REVISION
 
     h = hashlib.sha256()
@@ -222,7 +216,7 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     import json
 
     from helpers.io import atomic_write_text
-    from helpers.train import train
+    from helpers.training.trainer import train
     from helpers.workspace import runs_dir
 
     cfg_path = REPO / "configs" / f"{config}.yaml"

@@ -43,7 +43,7 @@ class Profile:
     ablation_caps: tuple[int, ...] = (5, 20, 50)
     # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
     ood_splits: tuple[str, ...] = OOD_SPLITS
-    # numerics: dense encoding in the notebooks ("fp32", "bf16", "int8"; helpers.quantize) and the
+    # numerics: dense encoding in the notebooks ("fp32", "bf16", "int8"; helpers.precision) and the
     # training's matrix products ("fp32" or "bf16" autocast; weights and optimiser stay fp32). "auto":
     # bf16 where the CPU has it natively, else fp32 (emulated bf16 encodes 4x and trains 3x slower
     # than fp32), resolved by get_profile, so a run's key and log name the precision it really used.
@@ -73,14 +73,14 @@ DEFAULT_PROFILE = "cpu"
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """Return the named profile (default: ``$CASE_STUDY_PROFILE`` or ``cpu``), with overrides, its
-    ``"auto"`` precisions resolved for this machine (:func:`helpers.quantize.resolve_precision`)."""
+    ``"auto"`` precisions resolved for this machine (:func:`helpers.precision.resolve_precision`)."""
     from_env = not name and bool(os.environ.get("CASE_STUDY_PROFILE"))
     name = name or os.environ.get("CASE_STUDY_PROFILE") or DEFAULT_PROFILE
     if name not in PROFILES:
         where = " (from $CASE_STUDY_PROFILE)" if from_env else ""
         raise ValueError(f"unknown profile {name!r}{where}; choose one of: {', '.join(PROFILES)}")
     prof = replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
-    from helpers.quantize import resolve_precision
+    from helpers.precision import resolve_precision
 
     return replace(prof, precision=resolve_precision(prof.precision),
                    train_precision=resolve_precision(prof.train_precision))

@@ -16,17 +16,15 @@ Choices shared by every retriever:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import time
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from helpers.embeddings import EmbeddingCache, encoder_signature, weights_fingerprint
+from helpers.encoders import DenseEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -218,228 +216,80 @@ class BM25Retriever(Retriever):
 
 # -------------------------------------------------------------------------------------------- dense
 
-def prompt_names_for(model, task: str | None) -> tuple[str | None, str | None]:
-    """The ``(query, document)`` prompt names to use for ``task`` with ``model``.
+def _from_encoder(attr: str, settable: bool = True) -> property:
+    """A DenseRetriever attribute that is its encoder's (read, and set, as before the encoder was its own)."""
+    def get(self):
+        return getattr(self.dense_encoder, attr)
 
-    Fine-tuned models store one prompt pair per task under ``"<task>_query"`` / ``"<task>_document"``;
-    those win when present. Otherwise the generic ``"query"`` / ``"document"`` prompts if the model
-    has them, else None (the model's own defaults, usually no prompt).
-    """
-    prompts = getattr(model, "prompts", None) or {}
-    out = []
-    for kind in ("query", "document"):
-        name = None
-        if task and f"{task}_{kind}" in prompts:
-            name = f"{task}_{kind}"
-        elif kind in prompts:
-            name = kind
-        out.append(name)
-    return out[0], out[1]
+    def set_(self, value):
+        setattr(self.dense_encoder, attr, value)
 
-
-def _model_label(model) -> str:
-    # helpers.models.load_encoder stamps the registry name on the model; otherwise the folder it
-    # was loaded from is the next best label.
-    meta = getattr(model, "_helpers_encoder", None)
-    if isinstance(meta, dict) and meta.get("name"):
-        return str(meta["name"])
-    try:
-        return str(model[0].auto_model.config._name_or_path) or type(model).__name__
-    except Exception:
-        return type(model).__name__
+    return property(get, set_ if settable else None, doc=f"``dense_encoder.{attr}``")
 
 
 class DenseRetriever(Retriever):
-    """Bi-encoder retrieval with a SentenceTransformer: cosine similarity, exact top-k.
+    """Bi-encoder retrieval: a :class:`helpers.encoders.DenseEncoder` encodes, this indexes and searches.
 
-    Documents go through ``model.encode_document`` and queries through ``model.encode_query`` so
-    task routing and the model's own prompts apply. The prompt actually used is resolved here (an
-    explicit ``*_prompt`` string, else the ``*_prompt_name`` entry of ``model.prompts``, else what
-    sentence-transformers would pick: ``"query"``; ``"document"``/``"passage"``/``"corpus"``; the
-    default prompt) and passed explicitly, so what ``identity()`` records is what was encoded.
-
-    ``precision="int8"`` encodes with :func:`helpers.quantize.int8_model`: the same tokenizer, prompts
-    and pooling, the transformer as an int8 ONNX graph (exported once, cached next to the model).
-    ``precision="bf16"`` encodes the same PyTorch model under bfloat16 autocast
-    (:func:`helpers.quantize.precision_context`). Search is the same fp32 cosine either way.
-
-    ``max_seq_length`` is this retriever's encoding length (default: the model's own). It is applied
-    only while this retriever encodes, so retrievers sharing one model never see each other's length.
-
-    Embeddings of documents and queries are cached per text in ``cache_dir`` (``None``: no cache;
-    the study's is :func:`helpers.models.embedding_cache_dir`; see :class:`EmbeddingCache`), keyed
-    by the encoder's weights, tokenizer, ``max_seq_length`` and modules, the precision, the side and
-    the prompt, so a changed model or prompt never reuses stale vectors while every unique text is
-    encoded once per study whichever corpus it appears in. Query batches of fewer than
-    ``min_query_shard`` new texts are cached in memory only, so single-query searches do not litter
-    the folder. Within one call, repeated texts are encoded once.
+    Search is cosine similarity (the vectors are normalised) with exact top-k. The arguments are the
+    encoder's: the model or its name, the prompts of each side, the batch size, the embedding cache
+    folder, the label, the precision (``fp32``, ``bf16``, ``int8``) and the encoding length; see
+    :class:`~helpers.encoders.DenseEncoder`. Its settings read through (``r.model``, ``r.encoder``,
+    ``r.query_prompt``, ``r.precision``, ...), and ``identity()`` records what was encoded.
     """
 
     name = "dense"
-    min_query_shard = 16
 
     def __init__(self, model_or_name, query_prompt_name: str | None = None, doc_prompt_name: str | None = None,
                  query_prompt: str | None = None, doc_prompt: str | None = None, batch_size: int = 64,
                  cache_dir: str | os.PathLike | None = None, show_progress: bool = True, name: str | None = None,
                  precision: str = "fp32", max_seq_length: int | None = None):
         super().__init__()
-        from helpers.quantize import check_precision
-
-        self.precision = check_precision(precision)
-        if isinstance(model_or_name, (str, os.PathLike)):
-            from helpers.models import load_encoder
-
-            self.model = load_encoder(str(model_or_name))
-            self.model_name = name or str(model_or_name)
-        else:
-            self.model = model_or_name
-            self.model_name = name or _model_label(model_or_name)
-        self.name = self.model_name
-        prompts = getattr(self.model, "prompts", None) or {}
-        for label, pname in (("query_prompt_name", query_prompt_name), ("doc_prompt_name", doc_prompt_name)):
-            if pname is not None and pname not in prompts:
-                raise ValueError(f"{label}={pname!r} is not one of the model's prompts: {sorted(prompts)}")
-        self.query_prompt_name, self.doc_prompt_name = query_prompt_name, doc_prompt_name
-        self.query_prompt = self._resolve(query_prompt, query_prompt_name, ("query",))
-        self.doc_prompt = self._resolve(doc_prompt, doc_prompt_name, ("document", "passage", "corpus"))
-        self.batch_size = batch_size
-        self.max_seq_length = max_seq_length
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.show_progress = show_progress
+        self.dense_encoder = DenseEncoder(
+            model_or_name, query_prompt_name=query_prompt_name, doc_prompt_name=doc_prompt_name,
+            query_prompt=query_prompt, doc_prompt=doc_prompt, batch_size=batch_size, cache_dir=cache_dir,
+            show_progress=show_progress, name=name, precision=precision, max_seq_length=max_seq_length)
+        self.name = self.dense_encoder.model_name
         self.cache_hit = False
         self.n_encoded_docs = 0
         self.n_cached_docs = 0
         self.embeddings: np.ndarray | None = None
-        self.last_encode: dict = {}
-        self._signature: dict | None = None
-        self._weights_fp: str | None = None
-        self._int8 = None
-        if self.precision == "int8":
-            self.encoder  # export or load now: a broken export fails at construction, not mid-study
 
-    @contextlib.contextmanager
-    def _length(self):
-        """The model at this retriever's ``max_seq_length`` while inside (the model may be shared)."""
-        if self.max_seq_length is None:
-            yield
-            return
-        own = self.model.max_seq_length
-        self.model.max_seq_length = self.max_seq_length
-        try:
-            yield
-        finally:
-            self.model.max_seq_length = own
-
-    def _resolve(self, prompt, prompt_name, defaults) -> str:
-        prompts = getattr(self.model, "prompts", None) or {}
-        if prompt is not None:
-            return prompt
-        if prompt_name is not None:
-            return prompts[prompt_name]
-        for name in defaults:
-            if name in prompts:
-                return prompts[name]
-        default = getattr(self.model, "default_prompt_name", None)
-        return prompts.get(default, "") if default else ""
-
-    @property
-    def encoder(self):
-        """The model that encodes: ``self.model`` (fp32, bf16) or its int8 view, rebuilt if the weights changed."""
-        if self.precision != "int8":
-            return self.model
-        from helpers.quantize import int8_model
-
-        fp = self._weights()
-        if self._int8 is None or self._int8[0] != fp:
-            self._int8 = (fp, int8_model(self.model, fingerprint=fp))
-        return self._int8[1]
-
-    def _weights(self) -> str:
-        # Fingerprinted once per index() (0.2-1 s for me5-small), not per search: queries are
-        # encoded with the model as it was when the corpus was indexed.
-        if self._weights_fp is None:
-            self._weights_fp = weights_fingerprint(self.model)
-        return self._weights_fp
+    model = _from_encoder("model")
+    model_name = _from_encoder("model_name")
+    encoder = _from_encoder("encoding_model", settable=False)
+    precision = _from_encoder("precision")
+    query_prompt_name = _from_encoder("query_prompt_name")
+    doc_prompt_name = _from_encoder("doc_prompt_name")
+    query_prompt = _from_encoder("query_prompt")
+    doc_prompt = _from_encoder("doc_prompt")
+    batch_size = _from_encoder("batch_size")
+    max_seq_length = _from_encoder("max_seq_length")
+    cache_dir = _from_encoder("cache_dir")
+    show_progress = _from_encoder("show_progress")
+    last_encode = _from_encoder("last_encode")
 
     def model_identity(self) -> dict:
-        """Name, encoder_identity (when helpers.models provides it), max_seq_length."""
-        ident = {"name_or_path": self.model_name,
-                 "max_seq_length": self.max_seq_length or getattr(self.model, "max_seq_length", None)}
-        try:
-            from helpers.models import encoder_identity
-
-            ident["encoder"] = encoder_identity(self.model)
-        except ImportError:
-            pass
-        return ident
+        return self.dense_encoder.model_identity()
 
     def identity(self) -> dict:
-        ident = {"type": "DenseRetriever", "name": self.name, "model": self.model_identity(),
-                 "query_prompt_name": self.query_prompt_name, "doc_prompt_name": self.doc_prompt_name,
-                 "query_prompt": self.query_prompt, "doc_prompt": self.doc_prompt, "similarity": "cosine",
-                 "precision": self.precision}
-        if self.precision == "int8":
-            from helpers.quantize import SCHEME
-
-            ident["int8"] = dict(SCHEME)
-        return ident
+        return {"type": "DenseRetriever", "name": self.name, **self.dense_encoder.identity(), "similarity": "cosine"}
 
     def space(self, side: str, prompt: str) -> tuple[str, dict]:
-        """``(key, description)`` of the cache space for one side and prompt with the current model."""
-        from helpers.quantize import SCHEME_VERSION
+        return self.dense_encoder.space(side, prompt)
 
-        if self._signature is None:
-            with self._length():
-                self._signature = encoder_signature(self.model, self._weights())
-        description = {"encoder": self._signature, "precision": self.precision, "side": side, "prompt": prompt,
-                       "normalized": True, "label": None}
-        if self.precision == "int8":
-            description["int8_scheme"] = SCHEME_VERSION
-        key = EmbeddingCache.space_key(description)
-        # The label is for people reading the folder; it is not part of the key.
-        return key, dict(description, label=self.model_name)
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Normalised query embeddings (rows in order), through the cache like the corpus."""
+        return self.dense_encoder.encode_queries(texts)
 
-    def _embed(self, texts: list[str], side: str) -> tuple[np.ndarray, int]:
-        """Normalised embeddings of ``texts`` (rows in order) and how many of them were encoded now."""
-        prompt = self.doc_prompt if side == "document" else self.query_prompt
-        unique = list(dict.fromkeys(texts))
-        found: dict[str, np.ndarray] = {}
-        cache = space = None
-        if self.cache_dir is not None:
-            cache = EmbeddingCache(self.cache_dir)
-            space, description = self.space(side, prompt)
-            keys = {t: EmbeddingCache.text_key(t) for t in unique}
-            hits = cache.get(space, list(keys.values()))
-            found = {t: hits[keys[t]] for t in unique if keys[t] in hits}
-        missing = [t for t in unique if t not in found]
-        seconds = 0.0
-        if missing:
-            encoder = self.encoder
-            encode = encoder.encode_document if side == "document" else encoder.encode_query
-            show = self.show_progress and (side == "document" or len(missing) > self.batch_size)
-            from helpers.quantize import precision_context
-
-            t0 = time.perf_counter()
-            with self._length(), precision_context(self.precision, encoder):
-                emb = np.ascontiguousarray(encode(missing, prompt=prompt, batch_size=self.batch_size,
-                                                  show_progress_bar=show, normalize_embeddings=True,
-                                                  convert_to_numpy=True), dtype=np.float32)
-            seconds = time.perf_counter() - t0
-            found.update(zip(missing, emb))
-            if cache is not None:
-                cache.put(space, [keys[t] for t in missing], emb, description,
-                          persist=side == "document" or len(missing) >= self.min_query_shard)
-        # Model time only (no cache I/O): what helpers.bench divides by.
-        self.last_encode = {"side": side, "n_texts": len(texts), "n_encoded": len(missing), "seconds": seconds}
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32), 0
-        return np.ascontiguousarray(np.stack([found[t] for t in texts]), dtype=np.float32), len(missing)
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        """Normalised document embeddings (rows in order) without indexing them: cache warm-up, benchmarks."""
+        return self.dense_encoder.encode_documents(texts)
 
     def _index(self, corpus: Corpus) -> None:
         texts = [doc_text(corpus[d]) for d in self.doc_ids]
         t0 = time.perf_counter()
-        self._signature = self._weights_fp = None  # weights or max_seq_length may have changed
-        self.embeddings, n_new = self._embed(texts, "document")
+        self.dense_encoder.refresh()  # weights or max_seq_length may have changed
+        self.embeddings, n_new = self.dense_encoder.embed(texts, "document")
         self.n_encoded_docs += n_new
         n_unique = len(set(texts))
         self.n_cached_docs = n_unique - n_new
@@ -447,14 +297,6 @@ class DenseRetriever(Retriever):
         self.timings["encode_seconds"] = time.perf_counter() - t0
         self.timings["cache_hit"] = self.cache_hit
         self.timings["n_encoded_docs"], self.timings["n_cached_docs"] = n_new, self.n_cached_docs
-
-    def encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Normalised query embeddings (rows in order), through the cache like the corpus."""
-        return self._embed(list(texts), "query")[0]
-
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
-        """Normalised document embeddings (rows in order) without indexing them: cache warm-up, benchmarks."""
-        return self._embed(list(texts), "document")[0]
 
     def _search(self, queries: Queries, k: int) -> Run:
         qids = list(queries)

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 from helpers.io import atomic_write_json
+from helpers.workspace import REPO
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BASE_CONFIG = REPO_ROOT / "configs" / "multitask.yaml"
+BASE_CONFIG = REPO / "configs" / "multitask.yaml"
 VARIANTS: dict[str, dict] = {
     "lr=2e-5": {"learning_rate": 2e-5},
     "lr=5e-5": {"learning_rate": 5e-5},
@@ -56,14 +56,17 @@ def doubling_steps(last: int, first: int = 15) -> list[int]:
 def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: int, out_root: Path,
                 curve_queries: int = 200) -> dict:
     """Train one variant for ``steps`` steps with its learning curve; returns (and writes) its record."""
-    from helpers.train import TrainConfig, train
+    from helpers.profiles import get_profile
+    from helpers.training.config import TrainConfig
+    from helpers.training.trainer import train
 
     cfg = TrainConfig.from_yaml(BASE_CONFIG)
     for key, value in VARIANTS[variant].items():
         setattr(cfg, key, value)
     cfg.name = f"sweep-{variant}"
     cfg.max_steps = steps
-    cfg.train_pairs = steps * (cfg.batch_size or 32)   # every pair fresh: the steps, not the data, differ
+    # every pair fresh: the steps, not the data, differ (the batch as the trainer takes it: config, else profile)
+    cfg.train_pairs = steps * (cfg.batch_size or get_profile(profile).batch_size)
     cfg.budget_per_task = False
     cfg.curve_steps = doubling_steps(steps)
     cfg.curve_queries = curve_queries
@@ -112,7 +115,7 @@ def report(out_root: Path, earlier: dict | None = None) -> tuple[dict, str]:
 
 
 def report_path(profile: str) -> Path:
-    return REPO_ROOT / "results" / f"sweep-{profile}.json"
+    return REPO / "results" / f"sweep-{profile}.json"
 
 
 def load_report(profile: str, path: Path | None = None) -> dict | None:
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    from helpers.train import default_data_dir
+    from helpers.training.pairs import default_data_dir
     from helpers.workspace import runs_dir
 
     out_root = runs_dir(args.profile) / "sweep"

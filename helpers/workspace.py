@@ -2,7 +2,9 @@
 
 Generated data goes to ``data/generated/<profile>-seed<seed>/`` (rebuilt, not committed), trained
 models to ``runs/<profile>/<config>/``, each notebook's machine-readable results to
-``<results_dir>/<notebook>.json``. Set ``CASE_STUDY_DATA`` / ``CASE_STUDY_RUNS`` to move them.
+``<results_dir>/<notebook>.json``. Set ``CASE_STUDY_DATA`` / ``CASE_STUDY_RUNS`` to move them. What is
+derived from models and kept across clones (the converted me5-small, int8 exports, the embedding
+cache) lives under :func:`cache_root` (``$CASE_STUDY_CACHE``, default ``~/.cache/multitask-rag``).
 
 Every path here is found from this package's location, never from the working directory, so a
 notebook run with "Run All" in JupyterLab, by papermill or from any other folder writes into the
@@ -15,6 +17,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 from helpers.io import atomic_write_json
@@ -41,6 +44,28 @@ def dataset_dir(profile: str, seed: int = 0) -> Path:
 
 def runs_dir(profile: str) -> Path:
     return Path(os.environ.get("CASE_STUDY_RUNS", REPO / "runs")) / profile
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Argument, else ``$CASE_STUDY_CACHE``, else ``~/.cache/multitask-rag``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("CASE_STUDY_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "multitask-rag"
+
+
+def embedding_cache_dir() -> Path:
+    """The study's embedding cache: ``<cache_root()>/embeddings`` (one variable, ``$CASE_STUDY_CACHE``).
+
+    ``$CASE_STUDY_EMBEDDING_CACHE``, the old separate variable, is still honoured with a deprecation
+    warning (a ``FutureWarning``, which Python shows to end users).
+    """
+    old = os.environ.get("CASE_STUDY_EMBEDDING_CACHE")
+    if old:
+        warnings.warn("CASE_STUDY_EMBEDDING_CACHE is deprecated: set CASE_STUDY_CACHE instead (embeddings "
+                      "are cached in its embeddings/ folder)", FutureWarning, stacklevel=2)
+        return Path(old).expanduser()
+    return cache_root() / "embeddings"
 
 
 def dataset_fingerprint(folder: str | os.PathLike) -> str | None:
@@ -76,7 +101,7 @@ def save_results(results_dir: str | os.PathLike | None, name: str, payload: dict
     as :func:`results_path` reads it."""
     import torch
 
-    from helpers.quantize import native_bf16
+    from helpers.precision import native_bf16
 
     # native_bf16: whether the profiles' "auto" precision ran bf16 (True) or fp32 on this machine
     meta = {"python": platform.python_version(), "torch": torch.__version__,

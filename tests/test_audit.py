@@ -12,8 +12,9 @@ import pytest
 from helpers.data.__main__ import main as data_main
 from helpers.data.audit import Namer, _norm, audit_dataset, audit_split, failures
 from helpers.data.build import generate_flows, render_split
-from helpers.data.language import TRANSLATED, load_pools
+from helpers.data.language import load_pools
 from helpers.data.validate import validate_dataset
+from helpers.splits import LANGUAGES
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_built_dataset_passes_the_audit_on_every_split(built):
     report = audit_dataset(built)
     assert set(report) == {"step", "table", "field"}
     splits = set(report["field"])
-    assert {"dev", "train", "ood01", "ood10"} <= splits and {f"dev-{x}" for x in TRANSLATED} <= splits
+    assert {"dev", "train", "ood01", "ood10"} <= splits and {f"dev-{x}" for x in LANGUAGES} <= splits
     assert failures(report, 0.95) == []
     for per in report.values():
         for r in per.values():
@@ -178,7 +179,7 @@ def test_manager_recipient_routes_through_sys_user_manager(dev_render):
 def test_translated_qrels_are_devs_minus_unnamed(built):
     dev = _read_qrels(built / "beir/field/dev/qrels/test.tsv")
     stats = json.loads((built / "stats.json").read_text())
-    for lang in TRANSLATED:
+    for lang in LANGUAGES:
         tr = _read_qrels(built / f"beir/field/dev-{lang}/qrels/test.tsv")
         # the same questions as English dev; a language's gold is what its own text names
         assert set(tr) <= set(dev)

@@ -10,8 +10,8 @@ import pytest
 
 from helpers.data.__main__ import main as data_main
 from helpers.io import OUTPUT_MARKER, DataError
-from helpers.train import TrainConfig
-from helpers.train import main as train_main
+from helpers.training.cli import main as train_main
+from helpers.training.config import TrainConfig
 from tests.fixtures import read_only_dir  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parent.parent

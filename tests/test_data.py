@@ -11,11 +11,12 @@ import pytest
 
 from helpers.data.build import build_dataset, generate_flows
 from helpers.data.catalog import CATALOG_DIR, catalog_stats, load_catalog
-from helpers.data.flows import Renderer
-from helpers.data.language import LANG_DIR, TRANSLATED, load_pools, split_pool
+from helpers.data.render import Renderer
+from helpers.data.language import LANG_DIR, load_pools, split_pool
 from helpers.data.translate import missing_strings
 from helpers.data.validate import validate_dataset
 from helpers.io import DataError
+from helpers.splits import LANGUAGES
 
 from tests.conftest import SMALL
 
@@ -53,7 +54,7 @@ def test_other_seed_gives_other_data(built, tmp_path):
 def test_layout_and_validation(built):
     stats = json.loads((built / "stats.json").read_text())
     for task in ("step", "table", "field", "workflow"):
-        for split in ["dev"] + [f"ood{i:02d}" for i in range(1, 11)] + [f"dev-{x}" for x in TRANSLATED]:
+        for split in ["dev"] + [f"ood{i:02d}" for i in range(1, 11)] + [f"dev-{x}" for x in LANGUAGES]:
             folder = built / "beir" / task / split
             assert (folder / "corpus.jsonl").is_file() and (folder / "qrels" / "test.tsv").is_file(), folder
     assert not (built / "beir/workflow/train").exists(), "workflow retrieval is never trained on"
@@ -63,7 +64,7 @@ def test_layout_and_validation(built):
 
 def test_translated_splits_ask_devs_questions_and_differ_in_text(built):
     dev_ids = {line.split("\t")[0] for line in (built / "beir/field/dev/qrels/test.tsv").read_text().splitlines()[1:]}
-    for lang in TRANSLATED:
+    for lang in LANGUAGES:
         ids = {line.split("\t")[0] for line in (built / f"beir/field/dev-{lang}/qrels/test.tsv").read_text().splitlines()[1:]}
         assert ids <= dev_ids and len(ids) >= 0.7 * len(dev_ids), lang  # see test_audit for the dropped count
         q_en = (built / "beir/step/dev/queries.jsonl").read_text(encoding="utf-8")
@@ -117,7 +118,7 @@ def test_alias_split_is_deterministic_and_keeps_test_nonempty():
     assert split_pool("k", ("only",)) == ((), ("only",))
 
 
-@pytest.mark.parametrize("lang", TRANSLATED)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_translation_covers_every_dev_string(catalog, lang):
     if not (LANG_DIR / f"{lang}.yaml").is_file():
         pytest.fail(f"data/language/{lang}.yaml is missing")

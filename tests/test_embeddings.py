@@ -34,14 +34,3 @@ def test_tokenizer_fingerprint_ignores_truncation_state(minilm):
     minilm.tokenizer(["x " * 600], truncation=True, max_length=7)  # leaves truncation set on the backend
     _TOKENIZER_FP.clear()
     assert tokenizer_fingerprint(minilm) == before
-
-
-def test_embedding_cache_dir_is_under_the_one_cache_variable(monkeypatch, tmp_path):
-    from helpers.models import embedding_cache_dir
-
-    monkeypatch.delenv("CASE_STUDY_EMBEDDING_CACHE", raising=False)
-    monkeypatch.setenv("CASE_STUDY_CACHE", str(tmp_path / "c"))
-    assert embedding_cache_dir() == tmp_path / "c" / "embeddings"
-    monkeypatch.setenv("CASE_STUDY_EMBEDDING_CACHE", str(tmp_path / "old"))
-    with pytest.warns(FutureWarning, match="CASE_STUDY_EMBEDDING_CACHE is deprecated"):
-        assert embedding_cache_dir() == tmp_path / "old"

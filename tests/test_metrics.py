@@ -149,6 +149,38 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
     assert ci["high"] - ci["low"] < 0.2
 
 
+def test_bootstrap_draws_the_resamples_of_the_loop_it_replaced():
+    """scipy.stats.bootstrap does the resampling; with our seed and batch of 500 it must draw what our
+    former loop drew, or every recorded interval and p-value would move (a scipy upgrade included)."""
+    import numpy as np
+
+    def former(values, n_resamples, rng, chunk=500):
+        out = np.empty(n_resamples)
+        for start in range(0, n_resamples, chunk):
+            stop = min(start + chunk, n_resamples)
+            out[start:stop] = values[rng.integers(0, len(values), size=(stop - start, len(values)))].mean(axis=1)
+        return out
+
+    rng = random.Random(2)
+    a = {f"q{i}": float(rng.random() < 0.6) for i in range(90)}      # per-query recall: few distinct values
+    b = {q: float(rng.random() < 0.7) for q in a}
+    va, vb = (np.array([d[q] for q in sorted(d)]) for d in (a, b))
+    ends = [(1 - 0.95) / 2, 1 - (1 - 0.95) / 2]   # as the functions compute them (0.025 + 2e-17)
+    for n_resamples in (1000, 1234):
+        means = former(vb, n_resamples, np.random.default_rng(5))
+        assert bootstrap_ci(b, n_resamples=n_resamples, seed=5) == {
+            "mean": float(vb.mean()), "low": float(np.quantile(means, ends[0])), "high": float(np.quantile(means, ends[1]))}
+        deltas = former(vb - va, n_resamples, np.random.default_rng(5))
+        r = paired_bootstrap(a, b, n_resamples=n_resamples, seed=5)
+        assert (r["low"], r["high"]) == tuple(float(x) for x in np.quantile(deltas, ends))
+    # a stratum of one query resamples to itself and leaves the generator where the loop left it
+    strata = paired_bootstrap_strata({"one": {"q": 0.0}, "s": a}, {"one": {"q": 1.0}, "s": b}, n_resamples=800, seed=5)
+    rng_np = np.random.default_rng(5)
+    combined = np.zeros(800) + 1 / 91 * former(np.array([1.0]), 800, rng_np)   # strata weighted by queries
+    combined += 90 / 91 * former(vb - va, 800, rng_np)
+    assert (strata["low"], strata["high"]) == tuple(float(x) for x in np.quantile(combined, ends))
+
+
 def test_paired_tests():
     rng = random.Random(0)
     a = {f"q{i}": rng.random() for i in range(150)}

@@ -1,4 +1,5 @@
-"""The int8 inference path (helpers.quantize), the per-text embedding cache and bench --precision.
+"""The int8 path (helpers.quantize exports, helpers.int8 encodes), the per-text embedding cache through
+DenseRetriever at each precision, and bench --precision (the precision policy: test_precision.py).
 
 All on minilm-l6 (22M parameters, a ~4 s export). No timing is asserted: speed is for helpers.bench.
 """
@@ -12,9 +13,11 @@ import pytest
 
 from tests.fixtures import CORPUS
 from helpers import bench, quantize
+from helpers.encoders import DenseEncoder
 from helpers.beir import write_beir
 from helpers.io import DataError
 from helpers.embeddings import weights_fingerprint
+from helpers.int8 import int8_model
 from helpers.retrieval import DenseRetriever
 
 pytestmark = pytest.mark.slow
@@ -46,7 +49,7 @@ def minilm(cache_root):
 
 @pytest.fixture(scope="module")
 def int8(minilm):
-    return quantize.int8_model(minilm)
+    return int8_model(minilm)
 
 
 @pytest.fixture
@@ -229,7 +232,7 @@ def test_query_cache_small_batches_stay_in_memory(minilm, tmp_path):
     n_files = len(list(tmp_path.glob("*.npy")))
     r.search({"q": "email outage"}, k=2)
     assert len(list(tmp_path.glob("*.npy"))) == n_files  # a single query: no shard on disk
-    many = {f"q{i}": f"question number {i} about the mail server" for i in range(DenseRetriever.min_query_shard)}
+    many = {f"q{i}": f"question number {i} about the mail server" for i in range(DenseEncoder.min_query_shard)}
     r.search(many, k=2)
     assert len(list(tmp_path.glob("*.npy"))) == n_files + 1
     assert r.last_encode["side"] == "query" and r.last_encode["n_encoded"] == len(many)
@@ -292,61 +295,3 @@ def test_bf16_encodes_under_autocast_close_to_fp32(minilm, tmp_path, monkeypatch
     # bf16 products with fp32 accumulation: 0.9999+ here; a dropped autocast would give exactly 1.
     assert c.min() > 0.995 and not np.array_equal(bf16.embeddings, fp32.embeddings), c
     assert not torch.is_autocast_enabled("cpu")  # the context ended with the encoding
-
-
-def test_precision_context_is_a_no_op_except_for_bf16():
-    import torch
-
-    for p in ("fp32", "int8"):
-        with quantize.precision_context(p):
-            assert not torch.is_autocast_enabled("cpu")
-    with pytest.raises(ValueError, match="precision must be one of"):
-        quantize.precision_context("fp16")
-
-
-X86_FLAGS = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
-             "flags\t\t: fpu sse sse2 avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni\n")
-
-
-def test_native_bf16_is_read_from_the_cpu_flags_not_from_onednn():
-    # AVX512 without AVX512-BF16: oneDNN calls bf16 supported here, yet emulates it (4x slower)
-    assert not quantize.bf16_in_cpu_flags(X86_FLAGS)
-    assert quantize.bf16_in_cpu_flags(X86_FLAGS.replace("avx512_vnni", "avx512_vnni avx512_bf16"))
-    assert quantize.bf16_in_cpu_flags(X86_FLAGS.replace("avx512_vnni", "amx_bf16 amx_tile"))
-    assert quantize.bf16_in_cpu_flags("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")  # Arm
-    assert not quantize.bf16_in_cpu_flags("model name\t: bf16 in a name is not a flag\n")
-    assert not quantize.bf16_in_cpu_flags("")
-
-
-@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_precision_and_the_cpu_profile_follow_the_cpu(monkeypatch, native, expected):
-    from helpers.profiles import get_profile
-
-    monkeypatch.setattr(quantize, "native_bf16", lambda: native)
-    assert quantize.resolve_precision("auto") == expected
-    assert quantize.resolve_precision("fp32") == "fp32" and quantize.resolve_precision("int8") == "int8"
-    cpu = get_profile("cpu")
-    assert (cpu.precision, cpu.train_precision) == (expected, expected)
-    assert get_profile("smoke").precision == "fp32"  # explicit precisions are kept as they are
-    with pytest.raises(ValueError, match="precision must be one of"):
-        quantize.resolve_precision("fp16")
-
-
-@pytest.mark.parametrize("gpu_bf16, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_precision_on_a_gpu_asks_the_gpu_not_the_cpu(monkeypatch, gpu_bf16, expected):
-    import torch
-
-    monkeypatch.setattr(quantize, "native_bf16", lambda: not gpu_bf16)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_bf16)
-    assert quantize.resolve_precision("auto", "cuda") == expected
-
-
-def test_emulated_bf16_warns(monkeypatch, caplog):
-    monkeypatch.setattr(quantize, "native_bf16", lambda: False)
-    quantize.warn_if_bf16_is_emulated.cache_clear()
-    try:
-        with caplog.at_level("WARNING", logger="helpers.quantize"):
-            quantize.warn_if_bf16_is_emulated()
-        assert "bf16 is emulated" in caplog.text
-    finally:
-        quantize.warn_if_bf16_is_emulated.cache_clear()

@@ -9,8 +9,8 @@ import pytest
 
 from tests.fixtures import CORPUS
 from helpers.bench import synth_corpus
-from helpers.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, doc_text, prompt_names_for,
-                               rrf_fuse, tokenize, top_k)
+from helpers.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, doc_text, rrf_fuse, tokenize,
+                               top_k)
 
 
 
@@ -138,20 +138,6 @@ def test_hybrid_retriever_fuses_deep_runs():
 
 
 # ------------------------------------------------------------------------------------------ dense
-
-class Prompted:
-    def __init__(self, prompts):
-        self.prompts = prompts
-
-
-def test_prompt_names_for():
-    ft = Prompted({"query": "q: ", "document": "d: ", "step_query": "Find the step: ", "step_document": ""})
-    assert prompt_names_for(ft, "step") == ("step_query", "step_document")
-    assert prompt_names_for(ft, "table") == ("query", "document")
-    assert prompt_names_for(ft, None) == ("query", "document")
-    assert prompt_names_for(Prompted({}), "step") == (None, None)
-    assert prompt_names_for(Prompted({"query": "query: "}), None) == ("query", None)
-
 
 @pytest.fixture(scope="module")
 def minilm():

@@ -1,5 +1,5 @@
 """helpers.sweep: the variants, the doubling curve steps and the report (training itself is covered by
-tests/test_train.py::test_learning_curve_top_layers_and_per_task_length)."""
+tests/test_trainer.py::test_learning_curve_top_layers_and_per_task_length)."""
 
 import json
 
@@ -17,7 +17,7 @@ def test_doubling_steps_end_at_the_budget():
 def test_every_variant_changes_a_real_config_key():
     from dataclasses import fields
 
-    from helpers.train import TrainConfig
+    from helpers.training.config import TrainConfig
 
     keys = {f.name for f in fields(TrainConfig)}
     base = TrainConfig.from_yaml(sweep.BASE_CONFIG)

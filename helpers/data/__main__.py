@@ -41,14 +41,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _build(args) -> int:
     from helpers.data.build import build_dataset
-    from helpers.data.language import TRANSLATED
+    from helpers.splits import LANGUAGES
     from helpers.profiles import get_profile
 
     try:
         get_profile(args.profile)
     except ValueError as e:
         raise DataError(f"--profile: {e}") from None
-    langs = tuple(args.languages) if args.languages is not None else TRANSLATED
+    langs = tuple(args.languages) if args.languages is not None else LANGUAGES
     stats = build_dataset(args.out, seed=args.seed, profile=args.profile, languages=langs,
                           overwrite=args.overwrite)
     print(json.dumps({"flows": stats["flows"], "train_pairs": stats["train_pairs"],

@@ -29,9 +29,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from helpers.data.catalog import SLOT_RE, Catalog, load_catalog
-from helpers.data.language import TRANSLATED, load_pools
+from helpers.data.language import load_pools
 from helpers.data.rules import MANAGER_RULE, STEP_RULES
+from helpers.splits import LANGUAGES
 
+# The tasks whose gold objects a query names (a workflow's gold is a whole flow: nothing to audit).
 AUDIT_TASKS = ("step", "table", "field")
 MIN_EXPLAINED = 0.95
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -204,7 +206,7 @@ def audit_split(namer: Namer, queries: dict[str, str], qrels: dict[str, dict], t
 
 def split_language(split: str) -> str:
     lang = split.rsplit("-", 1)[1] if "-" in split else "en"
-    return lang if lang in TRANSLATED else "en"
+    return lang if lang in LANGUAGES else "en"
 
 
 def audit_dataset(folder: str | Path, splits: str | None = None, tasks=AUDIT_TASKS,

@@ -24,15 +24,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from helpers.data.catalog import SPLITS_OOD, Catalog, Field, Step, Table, load_catalog
+from helpers.data.catalog import Catalog, Field, Step, Table, load_catalog
 from helpers.data.flow_yaml import flow_to_yaml
-from helpers.data.flows import Flow, FlowGenerator, Renderer
-from helpers.data.language import TRANSLATED, load_pools, stable_hash
+from helpers.data.flows import Flow, FlowGenerator
+from helpers.data.language import load_pools, stable_hash
+from helpers.data.render import Renderer
 from helpers.io import atomic_dir, atomic_write_json, check_output_dir, write_jsonl
 from helpers.profiles import get_profile
+from helpers.splits import LANGUAGES, OOD_SPLITS
+from helpers.tasks import EVAL_TASKS, TRAIN_TASKS
 
-TASKS = ("step", "table", "field", "workflow")
-TRAIN_TASKS = ("step", "table", "field")
 MAX_TABLE_NOTES = 2  # annotation queries per flow for the table task
 MAX_FIELD_NOTES = 4  # annotation queries per flow for the field task
 # An instance holds more flows than anyone asks about: the workflow corpus of a split gets this many
@@ -106,7 +107,7 @@ def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: st
                  selection: dict[str, dict[str, list[int]]] | None = None) -> tuple[dict, list[dict]]:
     """Queries and qrels for every task, and a record per flow (requirement, annotations).
 
-    Gold labels are exactly what each text names (:class:`helpers.data.flows.Renderer`) plus the
+    Gold labels are exactly what each text names (:class:`helpers.data.render.Renderer`) plus the
     declared rules of :mod:`helpers.data.rules`: a requirement's tables are the tables it names, a
     step note is a table query only if it names the step's table, and a field query's gold is the
     fields its note names. ``selection`` (the ``selection`` entry of an English split's result:
@@ -115,8 +116,8 @@ def render_split(catalog: Catalog, flows: list[Flow], pools, seed: int, lang: st
     ``unnamed``.
     """
     rend = Renderer(catalog, pools)
-    q = {t: {} for t in TASKS}
-    rel = {t: {} for t in TASKS}
+    q = {t: {} for t in EVAL_TASKS}
+    rel = {t: {} for t in EVAL_TASKS}
     picked: dict[str, dict[str, list[int]]] = {"table": {}, "field": {}}
     unnamed = {"table": 0, "field": 0}
     records = []
@@ -253,7 +254,7 @@ def generate_flows(catalog: Catalog, split: str, n: int, seed: int, prefix: str 
 
 def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *, train_flows: int | None = None,
                   dev_flows: int | None = None, ood_flows: int | None = None,
-                  languages: tuple[str, ...] = TRANSLATED, catalog: Catalog | None = None,
+                  languages: tuple[str, ...] = LANGUAGES, catalog: Catalog | None = None,
                   progress: bool = True, overwrite: bool = False) -> dict:
     """Build the whole dataset into ``out``; return the stats dict (also written to stats.json).
 
@@ -268,12 +269,9 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     n_ood = prof.ood_flows if ood_flows is None else ood_flows
     t0 = time.time()
     catalog = catalog or load_catalog()
-    splits = ["train", "dev"] + [s for s in SPLITS_OOD if any(d.split == s for d in catalog.domains.values())]
+    splits = ["train", "dev"] + [s for s in OOD_SPLITS if any(d.split == s for d in catalog.domains.values())]
     sizes = {"train": n_train, "dev": n_dev, **{s: n_ood for s in splits[2:]}}
-    stats: dict = {"dataset_version": DATASET_VERSION, "seed": seed, "profile": prof.name, "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in TASKS},
-                   "corpus": {t: {} for t in TASKS}, "qrels": {t: {} for t in TASKS},
-                   "word_overlap": {t: {} for t in TASKS}, "train_pairs": {}, "steps_per_flow": {},
-                   "unnamed_dropped": {}}
+    stats = _new_stats(seed, prof.name)
     en_train = load_pools(catalog, "en", "train")
     en_test = load_pools(catalog, "en", "test")
     with atomic_dir(out, overwrite=overwrite, creator="helpers.data build") as tmp:
@@ -302,20 +300,8 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
             if split == "dev":
                 dev_selection = rendered["selection"]
             stats["unnamed_dropped"][split] = rendered["unnamed"]
-            base = "dev" if split.startswith("dev-") else split
-            if base != "train":
-                if base not in distractors:
-                    distractors[base] = generate_flows(catalog, base, WORKFLOW_DISTRACTORS * len(flows), seed, prefix="x")
-                corpora = corpora_for(catalog, split, flows + distractors[base])
-            else:
-                corpora = corpora_for(catalog, split, flows)
-            if not split.startswith("dev-"):
-                write_jsonl(tmp / "flows" / f"{split}.jsonl",
-                            [{**r, "yaml": flow_to_yaml(f)} for r, f in zip(records, flows)])
-                stats["flows"][split] = len(flows)
-                stats["steps_per_flow"][split] = round(sum(len(f.all_steps()) for f in flows) / max(1, len(flows)), 2)
-            else:
-                write_jsonl(tmp / "flows" / f"{split}.jsonl", records)
+            corpora = _split_corpora(catalog, split, flows, distractors, seed)
+            _write_flows(tmp / "flows", split, flows, records, stats)
             _write_split_beir(tmp / "beir", split, rendered, corpora, stats)
             if split == "train":
                 stats["train_pairs"], stats["long_tail"] = _write_train(tmp / "train", rendered, corpora)
@@ -326,11 +312,42 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     return stats
 
 
+def _new_stats(seed: int, profile: str) -> dict:
+    return {"dataset_version": DATASET_VERSION, "seed": seed, "profile": profile,
+            "source_fingerprint": source_fingerprint(), "flows": {}, "queries": {t: {} for t in EVAL_TASKS},
+            "corpus": {t: {} for t in EVAL_TASKS}, "qrels": {t: {} for t in EVAL_TASKS},
+            "word_overlap": {t: {} for t in EVAL_TASKS}, "train_pairs": {}, "steps_per_flow": {},
+            "unnamed_dropped": {}}
+
+
+def _split_corpora(catalog: Catalog, split: str, flows: list[Flow], distractors: dict[str, list[Flow]],
+                   seed: int) -> dict:
+    """The split's corpora; held-out splits add unqueried flows of their domain (drawn once per domain,
+    shared by dev and its translations) to the workflow corpus."""
+    base = "dev" if split.startswith("dev-") else split
+    if base == "train":
+        return corpora_for(catalog, split, flows)
+    if base not in distractors:
+        distractors[base] = generate_flows(catalog, base, WORKFLOW_DISTRACTORS * len(flows), seed, prefix="x")
+    return corpora_for(catalog, split, flows + distractors[base])
+
+
+def _write_flows(folder: Path, split: str, flows: list[Flow], records: list[dict], stats: dict) -> None:
+    """``flows/<split>.jsonl``: each flow's record, with its YAML where the split has flows of its own (a
+    translated split's are dev's)."""
+    if split.startswith("dev-"):
+        write_jsonl(folder / f"{split}.jsonl", records)
+        return
+    write_jsonl(folder / f"{split}.jsonl", [{**r, "yaml": flow_to_yaml(f)} for r, f in zip(records, flows)])
+    stats["flows"][split] = len(flows)
+    stats["steps_per_flow"][split] = round(sum(len(f.all_steps()) for f in flows) / max(1, len(flows)), 2)
+
+
 def _write_split_beir(root: Path, split: str, rendered: dict, corpora: dict, stats: dict) -> None:
     """One split's BEIR folder per task (``root/<task>/<split>``), its counts recorded in ``stats``."""
     from helpers.beir import write_beir
 
-    for task in TASKS:
+    for task in EVAL_TASKS:
         if split == "train" and task == "workflow":
             continue  # never used for training
         qs, rel = rendered["queries"][task], rendered["qrels"][task]

@@ -16,8 +16,9 @@ import yaml
 
 from helpers.io import DataError
 from helpers.splits import OOD_SPLITS
+from helpers.workspace import REPO
 
-CATALOG_DIR = Path(__file__).resolve().parents[2] / "data" / "catalog"
+CATALOG_DIR = REPO / "data" / "catalog"
 
 FIELD_TYPES = {"string", "text", "journal", "integer", "decimal", "currency", "boolean", "date",
                "datetime", "duration", "choice", "reference", "email", "phone", "url"}
@@ -40,7 +41,6 @@ ROLE_SLOTS = {
     "utility": {"table"},
     "integration": {"table"},
 }
-SPLITS_OOD = list(OOD_SPLITS)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 SLOT_RE = re.compile(r"\{([a-z_]+)\}")
 
@@ -316,6 +316,43 @@ def _resolve_fields(tables: dict[str, Table], files: dict[str, Path]):
         tables[name].fields = resolve(name, ())
 
 
+def _load_domain(path: Path, add_table, add_step) -> Domain:
+    """One ``domains/<name>.yaml``: its tables and spokes registered through ``add_table`` / ``add_step``."""
+    data = _load_yaml(path)
+    ctx = _Ctx(path)
+    dname = _req(data, "domain", ctx)
+    if dname != path.stem:
+        raise ctx.err(f"domain {dname!r} must match the file name {path.stem!r}", "domain")
+    split = _req(data, "split", ctx)
+    if split != "train" and split not in OOD_SPLITS:
+        raise ctx.err(f"split {split!r} must be 'train' or one of ood01..ood10", "split")
+    dtables = [_parse_table(d, dname, path, i) for i, d in enumerate(_req(data, "tables", ctx, list))]
+    for t in dtables:
+        add_table(t, path)
+    spokes = [_parse_spoke(d, dname, path, i) for i, d in enumerate(data.get("spokes") or [])]
+    for s in spokes:
+        add_step(s, path)
+    return Domain(domain=dname, name=_req(data, "name", ctx), split=split,
+                  description=_req(data, "description", ctx),
+                  people=_str_list(data, "people", ctx, required=False),
+                  tables=dtables, spokes=spokes, file=str(path))
+
+
+def _check_references(tables: dict[str, Table], files: dict[str, Path]) -> None:
+    """References and ``extends`` must point at a table the same instance holds: shared or same domain."""
+    for t in tables.values():
+        for f in t.own_fields:
+            if f.reference:
+                target = tables.get(f.reference)
+                if target is None or target.domain not in ("shared", t.domain):
+                    raise DataError(f"entry 'field {t.name}.{f.name}': reference to unknown table "
+                                    f"{f.reference!r} (must be shared or in domain {t.domain})",
+                                    file=files[t.name], field="reference")
+        if t.extends and tables[t.extends].domain not in ("shared", t.domain):
+            raise DataError(f"entry 'table {t.name}': extends {t.extends!r} from another domain",
+                            file=files[t.name], field="extends")
+
+
 def load_catalog(root: str | Path | None = None) -> Catalog:
     """Load, validate and resolve the catalog in ``root`` (default: the repository's ``data/catalog``)."""
     root = Path(root) if root else CATALOG_DIR
@@ -354,24 +391,8 @@ def load_catalog(root: str | Path | None = None) -> Catalog:
 
     domains: dict[str, Domain] = {}
     for path in sorted((root / "domains").glob("*.yaml")):
-        data = _load_yaml(path)
-        ctx = _Ctx(path)
-        dname = _req(data, "domain", ctx)
-        if dname != path.stem:
-            raise ctx.err(f"domain {dname!r} must match the file name {path.stem!r}", "domain")
-        split = _req(data, "split", ctx)
-        if split != "train" and split not in SPLITS_OOD:
-            raise ctx.err(f"split {split!r} must be 'train' or one of ood01..ood10", "split")
-        dtables = [_parse_table(d, dname, path, i) for i, d in enumerate(_req(data, "tables", ctx, list))]
-        for t in dtables:
-            add_table(t, path)
-        spokes = [_parse_spoke(d, dname, path, i) for i, d in enumerate(data.get("spokes") or [])]
-        for s in spokes:
-            add_step(s, path)
-        domains[dname] = Domain(domain=dname, name=_req(data, "name", ctx), split=split,
-                                description=_req(data, "description", ctx),
-                                people=_str_list(data, "people", ctx, required=False),
-                                tables=dtables, spokes=spokes, file=str(path))
+        d = _load_domain(path, add_table, add_step)
+        domains[d.domain] = d
     used = {}
     for d in domains.values():
         if d.split in used:
@@ -380,18 +401,7 @@ def load_catalog(root: str | Path | None = None) -> Catalog:
         used[d.split] = d.domain
 
     _resolve_fields(tables, files)
-    # References must point at a table the same instance holds: shared or same domain.
-    for t in tables.values():
-        for f in t.own_fields:
-            if f.reference:
-                target = tables.get(f.reference)
-                if target is None or target.domain not in ("shared", t.domain):
-                    raise DataError(f"entry 'field {t.name}.{f.name}': reference to unknown table "
-                                    f"{f.reference!r} (must be shared or in domain {t.domain})",
-                                    file=files[t.name], field="reference")
-        if t.extends and tables[t.extends].domain not in ("shared", t.domain):
-            raise DataError(f"entry 'table {t.name}': extends {t.extends!r} from another domain",
-                            file=files[t.name], field="extends")
+    _check_references(tables, files)
     return Catalog(shared=shared, core_steps=core, domains=domains, tables=tables, steps=steps, root=root)
 
 

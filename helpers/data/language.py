@@ -27,10 +27,9 @@ import yaml
 
 from helpers.data.catalog import SLOT_RE, Catalog, Step
 from helpers.io import DataError
-from helpers.splits import LANGUAGES
+from helpers.workspace import REPO
 
-LANG_DIR = Path(__file__).resolve().parents[2] / "data" / "language"
-TRANSLATED = LANGUAGES
+LANG_DIR = REPO / "data" / "language"
 SENTENCE_POOLS = ("openers", "conditions", "schedules", "durations", "recipients", "manager_recipients",
                   "group_recipients", "connectors", "last_connectors")
 TRIGGER_KINDS = ("record_created", "record_updated", "scheduled", "inbound_email", "service_catalog")

@@ -10,8 +10,7 @@ from typing import Mapping
 
 from helpers.beir import load_beir
 from helpers.io import read_jsonl
-
-EVAL_TASKS = ("step", "table", "field", "workflow")
+from helpers.tasks import EVAL_TASKS
 
 
 def load_stats(folder: str | Path) -> dict:

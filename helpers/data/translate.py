@@ -78,7 +78,7 @@ def check_language(lang: str, n_flows: int = 200, seed: int = 0) -> tuple[list[s
     import random
 
     from helpers.data.build import generate_flows
-    from helpers.data.flows import Renderer
+    from helpers.data.render import Renderer
     from helpers.data.language import stable_hash
 
     cat = load_catalog()

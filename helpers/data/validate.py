@@ -85,6 +85,25 @@ def _phrasing_leaks(texts: dict[str, set[str]]) -> list[str]:
     return errors
 
 
+def _flow_leaks(flows_dir: Path) -> list[str]:
+    """A held-out flow must not be a training flow (same YAML)."""
+    errors: list[str] = []
+    train_yaml = set()
+    tf = flows_dir / "train.jsonl"
+    try:
+        if tf.is_file():
+            train_yaml = {r["yaml"] for _, r in read_jsonl(tf, required=("yaml",))}
+        for path in sorted(flows_dir.glob("*.jsonl")):
+            if path.stem == "train" or path.stem.startswith("dev-"):
+                continue
+            dup = sum(1 for _, r in read_jsonl(path, required=("yaml",)) if r["yaml"] in train_yaml)
+            if dup:
+                errors.append(f"{path}: {dup} flows identical to training flows")
+    except DataError as e:
+        errors.append(str(e))
+    return errors
+
+
 def validate_dataset(folder: str | Path, audit: bool = True) -> list[str]:
     """Return the list of failures (empty when the dataset is valid)."""
     from helpers.beir import load_beir
@@ -116,20 +135,7 @@ def validate_dataset(folder: str | Path, audit: bool = True) -> list[str]:
         leaked = ts & train_texts
         if leaked:
             errors.append(f"split {split}: {len(leaked)} query texts also occur in train, e.g. {sorted(leaked)[0]!r}")
-    # flows: a held-out flow must not be a training flow
-    train_yaml = set()
-    tf = folder / "flows" / "train.jsonl"
-    try:
-        if tf.is_file():
-            train_yaml = {r["yaml"] for _, r in read_jsonl(tf, required=("yaml",))}
-        for path in sorted((folder / "flows").glob("*.jsonl")):
-            if path.stem == "train" or path.stem.startswith("dev-"):
-                continue
-            dup = sum(1 for _, r in read_jsonl(path, required=("yaml",)) if r["yaml"] in train_yaml)
-            if dup:
-                errors.append(f"{path}: {dup} flows identical to training flows")
-    except DataError as e:
-        errors.append(str(e))
+    errors += _flow_leaks(folder / "flows")
     errors += _phrasing_leaks(texts)
     need = MIN_TRAIN_PAIRS.get(stats.get("profile"), 0)
     total = stats.get("train_pairs", {}).get("total", 0)

@@ -20,9 +20,11 @@ from helpers.io import OUTPUT_MARKER, atomic_write_json
 
 def trainer_classes():
     """``(CountingTrainer, QuietProgress, StopAtStep, SaveStepStats)``, built on first use (imports are slow)."""
+    return (_counting_trainer_class(), *_callback_classes())
+
+
+def _counting_trainer_class():
     from sentence_transformers import SentenceTransformerTrainer
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import ProgressCallback
 
     class CountingTrainer(SentenceTransformerTrainer):
         """Counts pairs and tokens per step and task (for pairs/s and the task-per-step log)."""
@@ -43,6 +45,14 @@ def trainer_classes():
                 loss = result[0] if isinstance(result, tuple) else result
                 self.step_stats.append((task, n, toks, padded, started, float(loss.detach())))
             return result
+
+    CountingTrainer.data_collator_class = task_length_collator_class()
+    return CountingTrainer
+
+
+def _callback_classes():
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
 
     class QuietProgress(ProgressCallback):
         """tqdm bar, but the loss dict is printed only every ``every`` logs (we log every step)."""
@@ -80,8 +90,7 @@ def trainer_classes():
                     "complete": self.prior is not None,
                     "steps": (self.prior or []) + [step_record(s) for s in self.trainer.step_stats]})
 
-    CountingTrainer.data_collator_class = task_length_collator_class()
-    return CountingTrainer, QuietProgress, StopAtStep, SaveStepStats
+    return QuietProgress, StopAtStep, SaveStepStats
 
 
 def task_length_collator_class():

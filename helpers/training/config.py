@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from helpers.io import DataError
-from helpers.quantize import AUTO
+from helpers.precision import AUTO
 from helpers.tasks import TRAIN_TASKS, UnknownTaskError, get_task, validate_tasks
 
 MIXINGS = ("proportional", "round_robin", "temperature")

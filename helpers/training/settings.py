@@ -40,7 +40,7 @@ class Settings:
 def resolve_settings(cfg: TrainConfig, prof: Profile, device: str = "cpu") -> Settings:
     """The config over the profile, once. The smoke profile's ``base_model`` (a pipeline check on a
     small model) replaces the config's; ``device`` decides what ``precision: auto`` means."""
-    from helpers.quantize import resolve_precision
+    from helpers.precision import resolve_precision
 
     return Settings(
         base_model=prof.base_model or cfg.base_model,

@@ -58,10 +58,9 @@ from helpers.training.pairs import (default_data_dir, downsample, load_training_
 from helpers.training.runlog import jsonable, run_log
 from helpers.training.sampling import FullBatchNoDuplicatesSampler, _MixingFactory
 from helpers.training.settings import Settings, resolve_settings
+from helpers.workspace import REPO as REPO_ROOT
 
 logger = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------- what stages return
@@ -368,7 +367,7 @@ def _training_args(spec: RunSpec, data: DataStage, base: ModelStage, out: OutSta
     cfg, s, world_size = spec.cfg, spec.settings, spec.world_size
     on_cpu = not torch.cuda.is_available()
     if s.train_precision == "bf16" and on_cpu:
-        from helpers.quantize import warn_if_bf16_is_emulated
+        from helpers.precision import warn_if_bf16_is_emulated
 
         warn_if_bf16_is_emulated()
     return SentenceTransformerTrainingArguments(

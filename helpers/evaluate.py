@@ -20,7 +20,6 @@ The evaluation itself lives in :mod:`helpers.evaluation` (:func:`~helpers.evalua
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -31,13 +30,14 @@ from typing import Sequence
 from helpers.evaluation import (SPEC_HELP, check_known_task, evaluate_folder, evaluate_path,  # noqa: F401
                                 evaluate_retriever, format_table, make_retriever, sample_queries, select_folders,
                                 spec_parts, split_group)
+from helpers.cli import Parser, entry
 from helpers.io import DataError, atomic_write_json, check_output_file
 from helpers.metrics import DEFAULT_KS
 from helpers.quantize import AUTO, PRECISIONS, resolve_precision
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m helpers.evaluate", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    p = Parser(prog="python -m helpers.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--retriever", required=True, help=SPEC_HELP)
     p.add_argument("--data", required=True, help="a BEIR folder, or a directory searched for BEIR folders")
     p.add_argument("--splits", nargs="+", metavar="GLOB",
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:

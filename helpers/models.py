@@ -29,7 +29,6 @@ one for the other.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -47,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli import Parser, entry
 from .e5file import E5File, check_tensors, hf_tensor_map, read_e5file
 from .io import DataError, atomic_dir, atomic_write_json
 
@@ -563,19 +563,17 @@ def _cmd_check(name: str, cache_dir: str | None) -> int:
     return 0
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helpers.models", description=__doc__.split("\n")[0])
+    """``python -m helpers.models {list, check NAME}``: exit code 0, or 2 for bad input (one line on stderr)."""
+    ap = Parser(prog="python -m helpers.models", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="registered encoders, their size, languages and weight source")
     chk = sub.add_parser("check", help="load an encoder offline and print a similarity matrix")
     chk.add_argument("name")
     chk.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
-    try:
-        return _cmd_list() if args.cmd == "list" else _cmd_check(args.name, args.cache_dir)
-    except (DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return _cmd_list() if args.cmd == "list" else _cmd_check(args.name, args.cache_dir)
 
 
 if __name__ == "__main__":

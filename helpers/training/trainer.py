@@ -34,7 +34,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,8 +47,8 @@ from helpers.io import DataError, atomic_dir, atomic_write_json, atomic_write_te
 from helpers.models import load_encoder, mark_without_pooler
 from helpers.profiles import Profile, get_profile
 from helpers.tasks import TASKS, task_prompts
-from helpers.training.callbacks import (drop_if_empty, latest_checkpoint, learning_curve_callback, load_step_stats,
-                                        step_record, trainer_classes, world)
+from helpers.training.callbacks import (clear_checkpoints, drop_if_empty, latest_checkpoint, learning_curve_callback,
+                                        load_step_stats, step_record, trainer_classes, world)
 from helpers.training.card import save_with_card
 from helpers.training.config import TrainConfig, TrainResult, as_config
 from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, freeze_unused_pooler,
@@ -57,6 +56,7 @@ from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, f
 from helpers.training.pairs import (default_data_dir, downsample, load_training_pairs, mine_bm25_negatives,
                                     mine_model_negatives, run_budget, sample_budget)
 from helpers.training.sampling import FullBatchNoDuplicatesSampler, _MixingFactory
+from helpers.workspace import run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _stage_paths(config, profile, out_dir, data_dir, train_jsonl, corpora, seed,
     cfg.train_jsonl = [str(_resolve_path(p)) for p in cfg.train_jsonl]
     cfg.corpora = str(_resolve_path(cfg.corpora)) if cfg.corpora else None
     cfg.data_dir = str(_resolve_path(cfg.data_dir)) if cfg.data_dir else None
-    out = Path(out_dir) if out_dir else REPO_ROOT / "runs" / f"{cfg.name}-{prof.name}"
+    out = Path(out_dir) if out_dir else run_dir(cfg.name, prof.name)
     world_size, rank = world()
     # Bad paths fail here, before data or a model is loaded and before any folder is created.
     if rank == 0:
@@ -275,7 +275,7 @@ def _prepare_out(run: _Run, resume: bool) -> None:
     run.extra.update(ckpt_dir=ckpt_dir, resume_from=resume_from, created_out=not out.exists(),
                      prior_steps=load_step_stats(resume_from) if resume_from else [])
     if run.is_main and not resume and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)  # out is an earlier run's (marker) or --overwrite was given: checked before
+        clear_checkpoints(ckpt_dir)  # out is an earlier run's (marker) or --overwrite was given: checked before
     if run.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_output_marker(out, "helpers.train")

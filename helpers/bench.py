@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
     rows = []
     for spec in args.retrievers:
-        print(f"benchmarking {spec} ...", file=sys.stderr, flush=True)
+        print(f"benchmarking {spec} ...", flush=True)
         rows.append(bench_one(spec, corpus, queries, n_latency=args.n_latency, k=args.k))
     print(f"{meta['data']}: {meta['n_docs']} docs, {meta['n_queries']} queries, torch threads {meta['torch_threads']}")
     print(format_rows(rows))
@@ -480,7 +480,7 @@ def _main_precision(args) -> int:
             "load_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     results = []
     for spec in specs:
-        print(f"benchmarking {spec} at {' vs '.join(args.precision)} ...", file=sys.stderr, flush=True)
+        print(f"benchmarking {spec} at {' vs '.join(args.precision)} ...", flush=True)
         results.append(bench_precisions(spec, args.precision, tasks, chunk=args.chunk, batch_size=args.batch_size,
                                         max_seq_length=args.max_seq_length))
     meta["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         jsonl = None if args.data else synthetic_pairs(args.pairs, work / "pairs.jsonl")
         for m in models:
             for setup in ("ours", "plain"):
-                print(f"[bench_train] {m} / {setup} ...", file=sys.stderr, flush=True)
+                print(f"[bench_train] {m} / {setup} ...", flush=True)
                 rows.append(bench_one(m, setup, args.pairs, args.batch_size, args.plain_len, args.profile,
                                       args.data, jsonl, args.steps, work))
     table = format_table(rows)

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from helpers.evaluation import (SPEC_HELP, check_known_task, evaluate_folder, evaluate_path,  # noqa: F401
-                                evaluate_retriever, format_table, make_retriever, sample_queries, select_folders,
-                                spec_parts, split_group)
 from helpers.cli import Parser, entry
+from helpers.evaluation import (SPEC_HELP, check_known_task, check_specs, evaluate_folder,  # noqa: F401
+                                evaluate_path, evaluate_retriever, format_table, make_retriever, sample_queries,
+                                select_folders, spec_parts, split_group)
 from helpers.io import DataError, atomic_write_json, check_output_file
 from helpers.metrics import DEFAULT_KS
 from helpers.quantize import AUTO, PRECISIONS, resolve_precision
@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.splits and (Path(args.data) / "corpus.jsonl").is_file():
             raise DataError("--splits selects folders inside a directory, but --data is one BEIR folder",
                             file=args.data)
+        check_specs([args.retriever], "--retriever")
         if all(p.strip() == "bm25" for p in spec_parts(args.retriever)):
             check_known_task(args.task)  # dense parts check the task against the model's prompts
         retriever = make_retriever(args.retriever, task=args.task, cache_dir=_cache_dir(args.cache_dir),

@@ -13,8 +13,9 @@ drawn with the seed by ``helpers.evaluation.sample_queries``) is evaluated at do
 
 Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
 one JSON (default ``results/sweep-cpu.json`` for the cpu profile, whose results are committed, and
-``build/notebooks-<profile>/results/sweep-<profile>.json`` for the others; it keeps the records it already
-holds) and prints a table. Several processes may run different variants at once (``--threads 1`` each on a 2-core machine).
+``build/notebooks-<profile>/results/sweep-<profile>.json`` for the others; it keeps the records it
+already holds) and prints a table. Several processes may run different variants at once (``--threads
+1`` each on a 2-core machine).
 
     python -m helpers.sweep --variant lr=5e-5 lr=1e-4 --steps 120
     python -m helpers.sweep --report
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
                         "or pass --data DIR", file=data_dir)
     apply_threads(args.threads)
     for v in args.variant:
-        print(f"[sweep] {v}: {args.steps} steps", file=sys.stderr, flush=True)
+        print(f"[sweep] {v}: {args.steps} steps", flush=True)
         run_variant(v, args.steps, args.profile, data_dir, args.seed, out_root, args.curve_queries, args.overwrite)
     if writes_report:
         # a fresh clone has no runs/: the committed report's records must survive a new run's --report

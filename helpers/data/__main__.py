@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "validate":
         from helpers.data.validate import validate_dataset
 
+        if not Path(args.folder).is_dir():
+            raise DataError("folder not found", file=args.folder)
         errors = validate_dataset(args.folder)
         for err in errors:
             print("FAIL", err)

@@ -28,7 +28,7 @@ from helpers.data.catalog import SPLITS_OOD, Catalog, Field, Step, Table, load_c
 from helpers.data.flow_yaml import flow_to_yaml
 from helpers.data.flows import Flow, FlowGenerator, Renderer
 from helpers.data.language import TRANSLATED, load_pools, stable_hash
-from helpers.io import atomic_dir, atomic_write_json, check_output_dir, write_jsonl
+from helpers.io import DataError, atomic_dir, atomic_write_json, check_output_dir, write_jsonl
 from helpers.profiles import get_profile
 
 TASKS = ("step", "table", "field", "workflow")
@@ -262,6 +262,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     (``beir/``, ``train/``, ``flows/``, ``stats.json``) and keeps every other file.
     """
     check_output_dir(out, overwrite=overwrite)  # before any work: a refused --out costs nothing
+    check_languages(languages)
     prof = get_profile(profile)
     n_train = prof.train_flows if train_flows is None else train_flows
     n_dev = prof.dev_flows if dev_flows is None else dev_flows
@@ -324,6 +325,17 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
         # build time varies run to run; keep it out of the byte-identical stats file.
         atomic_write_json(tmp / "stats.json", stats_public)
     return stats
+
+
+def check_languages(languages: tuple[str, ...]) -> None:
+    """Each translated split needs its phrasing file ``data/language/<lang>.yaml`` (English is dev itself)."""
+    from helpers.data.language import LANG_DIR
+
+    have = sorted(p.stem for p in LANG_DIR.glob("*.yaml") if p.stem != "en")
+    for lang in languages:
+        if lang == "en" or lang not in have:
+            raise DataError(f"--languages: no translation {lang!r} (data/language/{lang}.yaml); translated "
+                            f"languages: {', '.join(have)}")
 
 
 def _write_split_beir(root: Path, split: str, rendered: dict, corpora: dict, stats: dict) -> None:

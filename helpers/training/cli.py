@@ -55,7 +55,9 @@ def _parser() -> Parser:
     p.add_argument("--compare-base", action="store_true", help="also evaluate the base model")
     p.add_argument("--no-eval", action="store_true",
                    help="skip all evaluation: during training, the learning curve (curve_steps) and the final report")
-    p.add_argument("--quiet", action="store_true", help="no progress bars and no INFO log lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars of the run and no INFO log lines (TQDM_DISABLE=1 also hides the "
+                        "libraries' bars of loading and saving)")
     add_threads(p)
     return p
 

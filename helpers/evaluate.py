@@ -70,12 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Every input is checked before the (possibly long) evaluation starts.
     if any(k < 1 for k in args.k):
-        print(f"error: --k values must be >= 1, got {args.k}", file=sys.stderr)
-        return 2
+        raise DataError(f"--k values must be >= 1, got {args.k}")
     for flag, value in (("--max-queries", args.max_queries), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
-            print(f"error: {flag} must be >= 1, got {value}", file=sys.stderr)
-            return 2
+            raise DataError(f"{flag} must be >= 1, got {value}")
     t0 = time.perf_counter()
     try:
         if args.out:

@@ -16,6 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: setup reproduce test data check-results clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else "make setup needs Python >= 3.11 (the pinned transformers and torch need it); $(PYTHON) is " + sys.version.split()[0] + ": run make setup PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt

@@ -38,7 +38,6 @@ evaluation afterwards).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import random
@@ -51,8 +50,9 @@ from typing import Sequence
 
 import numpy as np
 
+from helpers.cli import Parser, entry, positive_int
 from helpers.encoders import prompt_names_for
-from helpers.io import atomic_write_json
+from helpers.io import DataError, atomic_write_json, check_output_file, read_json_object
 from helpers.precision import PRECISIONS
 
 DEFAULT_RETRIEVERS = ("bm25", "minilm-l6", "me5-small")
@@ -177,7 +177,6 @@ def load_eval_tasks(data: str | os.PathLike, tasks: Sequence[str], split: str = 
     The queries are the evaluated sample (:func:`helpers.evaluation.load_sampled`), as in every evaluation.
     """
     from helpers.evaluation import find_eval_folder, load_sampled
-    from helpers.io import DataError
     from helpers.tasks import validate_tasks
 
     out = {}
@@ -390,50 +389,45 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n\n")[0])
+CREATOR = "helpers.bench"
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m helpers.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="a BEIR folder (or a directory: its first BEIR folder); default synthetic")
     p.add_argument("--split", default="test")
     p.add_argument("--retrievers", nargs="+", default=list(DEFAULT_RETRIEVERS))
-    p.add_argument("--n-docs", type=int, default=None, help="documents (default 2000 synthetic / all of --data)")
-    p.add_argument("--n-queries", type=int, default=None, help="queries (default 200 synthetic / all of --data)")
-    p.add_argument("--n-latency", type=int, default=50, help="queries timed one by one; default 50")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--n-docs", type=positive_int, help="documents (default 2000 synthetic / all of --data)")
+    p.add_argument("--n-queries", type=positive_int, help="queries (default 200 synthetic / all of --data)")
+    p.add_argument("--n-latency", type=positive_int, default=50, help="queries timed one by one; default 50")
+    p.add_argument("--k", type=positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write JSON here (atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file this tool did not write")
     p.add_argument("--precision", nargs="+", choices=PRECISIONS,
                    help="compare encoding precisions of each dense retriever (first = reference), e.g. "
                         "--precision fp32 int8; with --data DATASET also dev recall per task")
     p.add_argument("--tasks", nargs="+", default=["step", "table", "field"], help="with --precision and --data")
     p.add_argument("--eval-split", default="dev", help="with --precision and --data: beir/<task>/<split>")
-    p.add_argument("--max-queries", type=int, default=None, help="with --precision: seeded sample per task")
-    p.add_argument("--max-seq-length", type=int, default=None, help="with --precision: override the model's")
-    p.add_argument("--chunk", type=int, default=128, help="with --precision: texts per interleaved turn")
-    p.add_argument("--batch-size", type=int, default=64)
-    args = p.parse_args(argv)
+    p.add_argument("--max-queries", type=positive_int, help="with --precision: seeded sample per task")
+    p.add_argument("--max-seq-length", type=positive_int, help="with --precision: override the model's")
+    p.add_argument("--chunk", type=positive_int, default=128, help="with --precision: texts per interleaved turn")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    return p
+
+
+@entry
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers.bench``: exit code 0, or 2 for bad input (one line on stderr, nothing written)."""
+    args = _parser().parse_args(argv)
+    from helpers.evaluation import check_specs
+
+    check_specs(args.retrievers, "--retrievers")
+    if args.out:
+        check_output_file(args.out, overwrite=args.overwrite, creator=CREATOR, ours=_written_before_created_by)
     if args.precision:
         return _main_precision(args)
-
-    if args.data:
-        from helpers.beir import find_beir_folders, load_beir
-
-        folder = Path(args.data)
-        if not (folder / "corpus.jsonl").is_file():
-            folders = find_beir_folders(folder)
-            if not folders:
-                print(f"error: no BEIR folder under {folder}", file=sys.stderr)
-                return 1
-            folder = folders[0]
-        corpus, queries, _ = load_beir(folder, args.split)
-        ids, qids = sorted(corpus), sorted(queries)
-        if args.n_docs:
-            ids = ids[:args.n_docs]
-        if args.n_queries:
-            qids = qids[:args.n_queries]
-        corpus, queries, source = {d: corpus[d] for d in ids}, {q: queries[q] for q in qids}, str(folder)
-    else:
-        corpus, queries = synth_corpus(args.n_docs or 2000, args.n_queries or 200, args.seed)
-        source = f"synthetic(seed={args.seed})"
+    corpus, queries, source = _bench_data(args)
 
     import torch
 
@@ -441,45 +435,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
     rows = []
     for spec in args.retrievers:
-        print(f"benchmarking {spec} ...", file=sys.stderr, flush=True)
+        print(f"benchmarking {spec} ...", flush=True)
         rows.append(bench_one(spec, corpus, queries, n_latency=args.n_latency, k=args.k))
     print(f"{meta['data']}: {meta['n_docs']} docs, {meta['n_queries']} queries, torch threads {meta['torch_threads']}")
     print(format_rows(rows))
     if args.out:
-        atomic_write_json(args.out, {"meta": meta, "results": rows})
+        atomic_write_json(args.out, {"created_by": CREATOR, "meta": meta, "results": rows})
         print(f"wrote {args.out}")
     return 0
+
+
+def _written_before_created_by(path: Path) -> bool:
+    meta = (read_json_object(path) or {}).get("meta")
+    return isinstance(meta, dict) and "torch_threads" in meta
+
+
+def _bench_data(args) -> tuple[dict, dict, str]:
+    """The corpus and queries to time: the first BEIR folder of ``--data``, or a synthetic corpus."""
+    if not args.data:
+        corpus, queries = synth_corpus(args.n_docs or 2000, args.n_queries or 200, args.seed)
+        return corpus, queries, f"synthetic(seed={args.seed})"
+    from helpers.beir import find_beir_folders, load_beir
+
+    folder = Path(args.data)
+    if not folder.is_dir():
+        raise DataError("folder not found (--data)", file=folder)
+    if not (folder / "corpus.jsonl").is_file():
+        folders = find_beir_folders(folder)
+        if not folders:
+            raise DataError("no BEIR folder (corpus.jsonl, queries.jsonl, qrels/) under it (--data)", file=folder)
+        folder = folders[0]
+    corpus, queries, _ = load_beir(folder, args.split)
+    ids, qids = sorted(corpus)[:args.n_docs], sorted(queries)[:args.n_queries]
+    if not ids or not qids:
+        raise DataError(f"nothing to time: {len(ids)} documents, {len(qids)} queries (--data)", file=folder)
+    return {d: corpus[d] for d in ids}, {q: queries[q] for q in qids}, str(folder)
 
 
 def _main_precision(args) -> int:
     import torch
 
-    from helpers.io import DataError
-
     specs = [s for s in args.retrievers if s != "bm25" and not s.startswith("hybrid:")]
     if args.retrievers == list(DEFAULT_RETRIEVERS):
         specs = ["me5-small"]  # the study's encoder, unless named otherwise
     if not specs:
-        print("error: --precision needs a dense retriever in --retrievers (e.g. me5-small)", file=sys.stderr)
-        return 2
-    try:
-        if args.data:
-            tasks = load_eval_tasks(args.data, args.tasks, args.eval_split, args.max_queries, args.seed)
-            source = f"{args.data} ({args.eval_split}: {', '.join(tasks)})"
-        else:
-            corpus, queries = synth_corpus(args.n_docs or 2000, args.n_queries or 200, args.seed)
-            tasks = {"synthetic": (corpus, queries, None)}
-            source = f"synthetic(seed={args.seed}), no recall"
-    except (DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise DataError("--precision needs a dense retriever in --retrievers (e.g. me5-small)")
+    if args.data:
+        tasks = load_eval_tasks(args.data, args.tasks, args.eval_split, args.max_queries, args.seed)
+        source = f"{args.data} ({args.eval_split}: {', '.join(tasks)})"
+    else:
+        corpus, queries = synth_corpus(args.n_docs or 2000, args.n_queries or 200, args.seed)
+        tasks = {"synthetic": (corpus, queries, None)}
+        source = f"synthetic(seed={args.seed}), no recall"
     meta = {"data": source, "n_docs": sum(len(c) for c, _, _ in tasks.values()),
             "n_queries": sum(len(q) for _, q, _ in tasks.values()), "precisions": list(args.precision),
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
             "load_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     results = []
     for spec in specs:
-        print(f"benchmarking {spec} at {' vs '.join(args.precision)} ...", file=sys.stderr, flush=True)
+        print(f"benchmarking {spec} at {' vs '.join(args.precision)} ...", flush=True)
         results.append(bench_precisions(spec, args.precision, tasks, chunk=args.chunk, batch_size=args.batch_size,
                                         max_seq_length=args.max_seq_length))
     meta["load_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -490,7 +504,7 @@ def _main_precision(args) -> int:
     for res in results:
         print(format_precisions(res))
     if args.out:
-        atomic_write_json(args.out, {"meta": meta, "precision": results})
+        atomic_write_json(args.out, {"created_by": CREATOR, "meta": meta, "precision": results})
         print(f"wrote {args.out}")
     return 0
 

@@ -20,7 +20,6 @@ batches are full) -- enough to time a step, not to judge quality.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -29,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.io import atomic_write_json, read_jsonl
+from helpers.cli import Parser, add_profile, add_threads, apply_threads, entry, positive_int
+from helpers.io import DataError, atomic_write_json, check_output_file, has_json_keys, read_jsonl
+from helpers.profiles import DEFAULT_PROFILE
 from helpers.workspace import REPO
 
 EXAMPLE = REPO / "data" / "examples" / "train.jsonl"
@@ -102,22 +103,34 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers.bench_train", description=__doc__.split("\n\n")[0])
+CREATOR = "helpers.bench_train"
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m helpers.bench_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, action="append", default=None,
                    help="model(s) to benchmark (default: both)")
-    p.add_argument("--pairs", type=int, default=256, help="pairs per setup (default 256)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--plain-len", type=int, default=128, help="fixed padding length of the plain setup")
-    p.add_argument("--profile", default="cpu", help="profile whose max_seq_length caps our fitted length")
+    p.add_argument("--pairs", type=positive_int, default=256, help="pairs per setup (default 256)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--plain-len", type=positive_int, default=128, help="fixed padding length of the plain setup")
+    add_profile(p, default=DEFAULT_PROFILE, help="profile whose max_seq_length caps our fitted length")
     p.add_argument("--data", default=None, help="dataset builder output: real pairs + dev quality after equal steps")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default pairs / batch size)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (default pairs / batch size)")
+    add_threads(p)
     p.add_argument("--json", default=str(REPO / "runs" / "bench_train.json"), help="where to write the JSON")
-    args = p.parse_args(argv)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    p.add_argument("--overwrite", action="store_true", help="replace a --json file this tool did not write")
+    return p
+
+
+@entry
+def main(argv=None) -> int:
+    """``python -m helpers.bench_train``: exit code 0, or 2 for bad input (one line on stderr, nothing written)."""
+    args = _parser().parse_args(argv)
+    check_output_file(args.json, overwrite=args.overwrite, creator=CREATOR, flag="--json",
+                      ours=has_json_keys("rows", "plain_len", "table"))   # written before created_by
+    if args.data and not (Path(args.data) / "train").is_dir():
+        raise DataError("not a built dataset (no train/ folder) (--data)", file=args.data)
+    apply_threads(args.threads)
     models = args.model or list(MODELS)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_train.") as tmp:
@@ -125,7 +138,7 @@ def main(argv=None) -> int:
         jsonl = None if args.data else synthetic_pairs(args.pairs, work / "pairs.jsonl")
         for m in models:
             for setup in ("ours", "plain"):
-                print(f"[bench_train] {m} / {setup} ...", file=sys.stderr, flush=True)
+                print(f"[bench_train] {m} / {setup} ...", flush=True)
                 rows.append(bench_one(m, setup, args.pairs, args.batch_size, args.plain_len, args.profile,
                                       args.data, jsonl, args.steps, work))
     table = format_table(rows)
@@ -133,10 +146,10 @@ def main(argv=None) -> int:
     import platform
 
     import torch
-    atomic_write_json(args.json, {"rows": rows, "pairs": args.pairs, "batch_size": args.batch_size,
-                                  "plain_len": args.plain_len, "profile": args.profile, "data": args.data,
-                                  "threads": torch.get_num_threads(), "machine": platform.machine(),
-                                  "cpus": os.cpu_count(), "table": table})
+    atomic_write_json(args.json, {"created_by": CREATOR, "rows": rows, "pairs": args.pairs,
+                                  "batch_size": args.batch_size, "plain_len": args.plain_len,
+                                  "profile": args.profile, "data": args.data, "threads": torch.get_num_threads(),
+                                  "machine": platform.machine(), "cpus": os.cpu_count(), "table": table})
     print(f"wrote {args.json}")
     return 0
 

@@ -20,7 +20,6 @@ The evaluation itself lives in :mod:`helpers.evaluation` (:func:`~helpers.evalua
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -28,16 +27,17 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from helpers.evaluation import (SPEC_HELP, check_known_task, evaluate_folder, evaluate_path,  # noqa: F401
-                                evaluate_retriever, format_table, make_retriever, sample_queries, select_folders,
-                                spec_parts, split_group)
+from helpers.cli import Parser, entry
+from helpers.evaluation import (SPEC_HELP, check_known_task, check_specs, evaluate_folder,  # noqa: F401
+                                evaluate_path, evaluate_retriever, format_table, make_retriever, sample_queries,
+                                select_folders, spec_parts, split_group)
 from helpers.io import DataError, atomic_write_json, check_output_file
 from helpers.metrics import DEFAULT_KS
 from helpers.precision import AUTO, PRECISIONS, resolve_precision
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m helpers.evaluate", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    p = Parser(prog="python -m helpers.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--retriever", required=True, help=SPEC_HELP)
     p.add_argument("--data", required=True, help="a BEIR folder, or a directory searched for BEIR folders")
     p.add_argument("--splits", nargs="+", metavar="GLOB",
@@ -63,18 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Every input is checked before the (possibly long) evaluation starts.
     if any(k < 1 for k in args.k):
-        print(f"error: --k values must be >= 1, got {args.k}", file=sys.stderr)
-        return 2
+        raise DataError(f"--k values must be >= 1, got {args.k}")
     for flag, value in (("--max-queries", args.max_queries), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
-            print(f"error: {flag} must be >= 1, got {value}", file=sys.stderr)
-            return 2
+            raise DataError(f"{flag} must be >= 1, got {value}")
     t0 = time.perf_counter()
     try:
         if args.out:
@@ -84,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.splits and (Path(args.data) / "corpus.jsonl").is_file():
             raise DataError("--splits selects folders inside a directory, but --data is one BEIR folder",
                             file=args.data)
+        check_specs([args.retriever], "--retriever")
         if all(p.strip() == "bm25" for p in spec_parts(args.retriever)):
             check_known_task(args.task)  # dense parts check the task against the model's prompts
         retriever = make_retriever(args.retriever, task=args.task, cache_dir=_cache_dir(args.cache_dir),

@@ -62,6 +62,21 @@ def _check_spec(spec: str) -> None:
                          f"(registered encoders: {', '.join(sorted(REGISTRY))})")
 
 
+def check_specs(specs: Iterable[str], flag: str = "--retriever") -> None:
+    """Every part of every spec names a retriever that exists (nothing is loaded), so a typo fails
+    before the first retriever runs."""
+    for spec in specs:
+        for part in spec_parts(spec):
+            part = part.strip()
+            try:
+                if not part:
+                    raise ValueError(f"empty retriever spec in {spec!r}; expected {SPEC_HELP}")
+                if part != "bm25":
+                    _check_spec(part)
+            except ValueError as e:
+                raise ValueError(f"{flag}: {e}") from None
+
+
 def _check_task(model, label: str, task: str | None) -> None:
     """A task a fine-tuned model has no prompts for is an error, not a silent fall-back to generic ones."""
     if not task:

@@ -4,7 +4,9 @@ Every loader in the package raises :class:`DataError` for bad input so users see
 and the field at fault, and every writer goes through :func:`atomic_write_text` /
 :func:`atomic_dir` so a crash never leaves a half-written file that looks complete. Output paths
 are checked before any work (:func:`check_output_dir`, :func:`check_output_file`): the toolkit
-never deletes or replaces what it did not create unless told to (``--overwrite``).
+never deletes or replaces what it did not create unless told to (``--overwrite``). A folder's
+marker (:data:`OUTPUT_MARKER`) lists the files the tool wrote there, so a later run replaces or
+removes only those, in any subfolder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 class DataError(ValueError):
@@ -78,6 +80,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 # A folder holding this file was created by the toolkit, so a later run may replace what it wrote
 # there. Without it, a non-empty folder is the user's and is never written into unless they say so.
+# The marker lists, file by file, what the tool wrote ("entries"): only those are ever replaced or
+# removed by a later run; any other file in the folder is the user's and is kept.
 OUTPUT_MARKER = ".created-by-helpers"
 
 
@@ -86,9 +90,24 @@ def is_toolkit_output(path: str | os.PathLike) -> bool:
     return (Path(path) / OUTPUT_MARKER).is_file()
 
 
-def write_output_marker(folder: str | os.PathLike, creator: str) -> Path:
-    """Mark ``folder`` as created by ``creator`` (deterministic content: datasets stay byte-identical)."""
-    return atomic_write_json(Path(folder) / OUTPUT_MARKER, {"created_by": creator})
+def write_output_marker(folder: str | os.PathLike, creator: str, entries=None) -> Path:
+    """Mark ``folder`` as created by ``creator``; ``entries``: the relative paths of the files it wrote
+    there (deterministic content: datasets stay byte-identical)."""
+    obj: dict = {"created_by": creator}
+    if entries is not None:
+        obj["entries"] = sorted(set(entries))
+    return atomic_write_json(Path(folder) / OUTPUT_MARKER, obj)
+
+
+def output_entries(folder: str | os.PathLike) -> set[str] | None:
+    """The files the marker of ``folder`` says the toolkit wrote (relative POSIX paths); None when
+    there is no marker or it predates the list (then no file of the folder may be removed)."""
+    try:
+        obj = json.loads((Path(folder) / OUTPUT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    entries = obj.get("entries") if isinstance(obj, dict) else None
+    return {e for e in entries if isinstance(e, str)} if isinstance(entries, list) else None
 
 
 def check_writable(path: str | os.PathLike, flag: str = "--out") -> Path:
@@ -128,29 +147,53 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, flag: 
 
 
 def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, creator: str | None = None,
-                      flag: str = "--out") -> Path:
+                      flag: str = "--out", ours: Callable[[Path], bool] | None = None) -> Path:
     """Refuse an output file path the toolkit must not write; call it before any work starts.
 
-    Refused: a folder (always), an existing file not written by ``creator`` (a JSON object with
-    ``"created_by": creator``) unless ``overwrite``, a path that cannot be written.
+    Refused: a folder (always), an existing file the tool did not write unless ``overwrite``, a
+    path that cannot be written. The tool wrote a file if it is a JSON object with ``"created_by":
+    creator`` or, for formats without that field, if ``ours(path)`` says so.
     """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{flag} must be a file path, but this is a folder; name a file inside it", file=path)
-    if path.exists() and not overwrite and not _created_by(path, creator):
+    if (path.exists() or path.is_symlink()) and not overwrite and not written_by(path, creator, ours):
         raise DataError(f"{flag} exists and was not written by this tool; choose another path, or pass "
                         "--overwrite to replace it", file=path)
     return check_writable(path, flag)
 
 
-def _created_by(path: Path, creator: str | None) -> bool:
+def written_by(path: str | os.PathLike, creator: str | None, ours: Callable[[Path], bool] | None = None) -> bool:
+    """Whether the file ``path`` was written by ``creator`` (``"created_by"`` in a JSON object) or
+    ``ours(path)`` recognises it."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    if ours is not None and ours(path):
+        return True
     if creator is None:
         return False
+    obj = read_json_object(path)
+    return obj is not None and obj.get("created_by") == creator
+
+
+def has_json_keys(*keys: str) -> Callable[[Path], bool]:
+    """An ``ours`` test for :func:`check_output_file`: a JSON object holding every one of ``keys`` (how
+    to recognise a tool's files written before it recorded ``created_by``)."""
+    def ours(path: Path) -> bool:
+        obj = read_json_object(path)
+        return obj is not None and all(k in obj for k in keys)
+
+    return ours
+
+
+def read_json_object(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path``, or None if it cannot be read as one."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(obj, dict) and obj.get("created_by") == creator
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 @contextlib.contextmanager
@@ -160,9 +203,10 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, creator: str | 
     Yields the temporary directory to write into. If the block raises, the temporary directory is
     removed and ``path`` is left as it was. A new or empty ``path`` is replaced by one rename. An
     existing non-empty ``path`` must be toolkit output (:data:`OUTPUT_MARKER`) or ``overwrite``
-    must be given (checked before the block runs); then each entry the block wrote replaces the
-    entry of the same name and every other entry is kept: a user's files are never deleted.
-    ``creator`` marks the result as toolkit output.
+    must be given (checked before the block runs); then the files are merged one by one
+    (:func:`_merge_into`): each file the block wrote replaces the file of the same path, files an
+    earlier run of the tool wrote and this one did not are removed, and every other file (a user's,
+    in any subfolder) is kept. ``creator`` marks the result as toolkit output, with its files listed.
     """
     path = Path(path)
     check_output_dir(path, overwrite=overwrite)
@@ -171,36 +215,83 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, creator: str | 
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700 folders
     try:
         yield tmp
+        files = _files(tmp)
         if creator:
-            write_output_marker(tmp, creator)
+            write_output_marker(tmp, creator, files)
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         if not path.exists():
             os.replace(tmp, path)
             return
         check_output_dir(path, overwrite=overwrite)  # the folder may have changed while the block ran
-        _merge_into(tmp, path)
+        _merge_into(tmp, path, files, creator, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _merge_into(src: Path, dst: Path) -> None:
-    """Move every entry of ``src`` into ``dst``, replacing same-named entries; the replaced ones end
-    up in ``src`` (removed by the caller).
+def _files(folder: Path) -> list[str]:
+    """Relative POSIX paths of the files under ``folder`` (its marker excepted), sorted."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if not p.is_dir() and p.relative_to(folder).as_posix() != OUTPUT_MARKER)
 
-    Old copies leave first and the marker and other files arrive last, so an interruption leaves a
-    folder without the marker or summary files (refused or rebuilt next time), never a folder that
-    looks complete while mixing two builds.
+
+def _merge_into(src: Path, dst: Path, files: list[str], creator: str | None, overwrite: bool) -> None:
+    """Move the ``files`` of ``src`` into ``dst`` one by one; remove the files ``dst``'s marker lists
+    that this build did not write; keep everything else.
+
+    Every clash is found before anything moves (:func:`_check_merge`). The marker first lists both
+    builds' files, so an interruption never leaves a file of ours unlisted; top-level files
+    (summaries such as ``stats.json``) leave first and arrive last, so an interrupted merge leaves a
+    folder without them (rebuilt next time), never one that looks complete while mixing two builds.
     """
-    # folders first, then files (summaries such as stats.json), the marker last
-    order = sorted((p.name for p in src.iterdir()), key=lambda n: (n == OUTPUT_MARKER, not (src / n).is_dir(), n))
-    trash = src / f".replaced-{os.getpid()}"
-    trash.mkdir()
-    for name in sorted(order, key=lambda n: n != OUTPUT_MARKER):  # the old marker leaves first
-        if (dst / name).exists() or (dst / name).is_symlink():
-            os.replace(dst / name, trash / name)
-    for name in order:
-        os.replace(src / name, dst / name)
+    old = output_entries(dst)
+    stale = sorted((old or set()) - set(files))
+    _check_merge(dst, files, old, overwrite)
+    if creator:
+        write_output_marker(dst, creator, set(files) | (old or set()))
+    top = [f for f in files if "/" not in f]
+    for name in top + [f for f in stale if "/" not in f]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dst / name)
+    for rel in stale:
+        _remove_own_file(dst, rel)
+    for rel in [f for f in files if "/" in f] + top:
+        target = dst / rel
+        for parent in reversed(target.relative_to(dst).parents[:-1]):
+            if (dst / parent).is_file() or (dst / parent).is_symlink():
+                os.unlink(dst / parent)   # a file of ours where this build writes a folder (_check_merge)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src / rel, target)
+    if creator:
+        write_output_marker(dst, creator, files)
+
+
+def _check_merge(dst: Path, files: list[str], old: set[str] | None, overwrite: bool) -> None:
+    """Refuse a merge that would replace or remove something that is not the tool's own."""
+    own = old or set()
+    for rel in files:
+        target = dst / rel
+        for parent in reversed(target.relative_to(dst).parents[:-1]):
+            p = dst / parent
+            if (p.is_symlink() or p.exists() and not p.is_dir()) and parent.as_posix() not in own:
+                raise DataError("is a file (or link) where this tool writes a folder; move it away", file=p)
+        if target.is_dir() and not target.is_symlink():
+            raise DataError("is a folder where this tool writes a file; move it away", file=target)
+        if old is not None and rel not in old and (target.exists() or target.is_symlink()) and not overwrite:
+            raise DataError("exists and was not written by this tool; move it away, or pass --overwrite to "
+                            "replace it", file=target)
+
+
+def _remove_own_file(root: Path, rel: str) -> None:
+    """Remove ``root/rel`` (a file the tool wrote) and the folders it leaves empty, up to ``root``."""
+    target = root / rel
+    if target.is_dir() and not target.is_symlink():
+        return  # the user put a folder where our file was: theirs now
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+    for parent in target.relative_to(root).parents[:-1]:
+        with contextlib.suppress(OSError):
+            (root / parent).rmdir()   # only if empty
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:

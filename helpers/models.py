@@ -19,7 +19,6 @@ CLI::
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from helpers.cli import Parser, entry
 from helpers.io import DataError, atomic_write_json
 
 E5_PROMPTS = {"query": "query: ", "document": "passage: "}
@@ -250,20 +250,17 @@ def _cmd_check(name: str, cache_dir: str | None) -> int:
     return 0
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helpers.models", description=__doc__.split("\n")[0])
+    """``python -m helpers.models {list, check NAME}``: exit code 0, or 2 for bad input (one line on stderr)."""
+    ap = Parser(prog="python -m helpers.models", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="registered encoders, their size, languages and weight source")
     chk = sub.add_parser("check", help="load an encoder offline and print a similarity matrix")
     chk.add_argument("name")
     chk.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
-    try:
-        return _cmd_list() if args.cmd == "list" else _cmd_check(args.name, args.cache_dir)
-    except (DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
+    return _cmd_list() if args.cmd == "list" else _cmd_check(args.name, args.cache_dir)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,6 @@ cleans notebooks without running them.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import re
@@ -22,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.io import atomic_write_text
+from helpers.cli import Parser, add_profile, entry
+from helpers.io import DataError, atomic_write_text, check_output_file, read_json_object
+from helpers.profiles import DEFAULT_PROFILE
 from helpers.workspace import REPO
 
 
@@ -202,7 +203,7 @@ def timings(profile: str = "cpu", notebook_dir: str | os.PathLike | None = None,
                         "training_seconds": round(trained, 1), "other_seconds": round(wall - trained, 1)})
     training = sum(r["train_seconds"] for r in run_rows)
     other = sum(r["other_seconds"] for r in nb_rows)
-    return {"notebooks": nb_rows, "runs": run_rows,
+    return {"notebooks": nb_rows, "runs": run_rows, "runs_dir": str(runs),
             "totals": {"training_seconds": round(training, 1), "other_seconds": round(other, 1),
                        "from_scratch_seconds": round(training + other, 1),
                        "reused_runs": sum(r["trained_in"] is None for r in run_rows)}}
@@ -217,58 +218,93 @@ def print_timings(t: dict) -> None:
         print(f"{r['run']:<40} {r['train_seconds']:>8.0f} {r['curve_seconds']:>14.0f}  "
               f"{r['trained_in'] or 'earlier (re-used)'}")
     tot = t["totals"]
+    if not t["runs"]:   # a fresh clone: the notebooks' time holds training we cannot tell apart
+        print(f"\nno train_log.json under {t['runs_dir']}: training cannot be told apart from the rest of the "
+              f"notebooks' {tot['other_seconds'] / 60:.0f} min, so the time from scratch is unknown here (the "
+              f"README's Results section has the measured run)")
+        return
     print(f"\ntraining (every run) {tot['training_seconds'] / 60:.0f} min + the rest of the notebooks "
           f"(evaluation, mostly encoding) {tot['other_seconds'] / 60:.0f} min = "
           f"{tot['from_scratch_seconds'] / 60:.0f} min from scratch ({tot['reused_runs']} runs were re-used, "
           f"their training times come from their logs)")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helpers.reproduce", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="cpu")
+def _parser() -> Parser:
+    ap = Parser(prog="python -m helpers.reproduce", description=__doc__.split("\n\n")[0])
+    add_profile(ap, default=DEFAULT_PROFILE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=None, help="glob of notebooks to run, e.g. '0[12]_*'")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="folder for the executed notebooks and their results/ (default: "
+                    "notebooks/ in place for cpu, build/notebooks-<profile>/ for the other profiles)")
+    ap.add_argument("--overwrite", action="store_true", help="replace files in --out this tool did not write")
     ap.add_argument("--clean", nargs="+", metavar="NOTEBOOK", default=None,
                     help="only clean these executed notebooks for commit (no execution)")
     ap.add_argument("--timings", action="store_true",
                     help="print where the executed notebooks' time went (training vs the rest); no execution")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@entry
+def main(argv=None) -> int:
+    """``python -m helpers.reproduce``: exit code 0, or 2 for bad input (one line on stderr, nothing run)."""
+    args = _parser().parse_args(argv)
     if args.timings:
-        try:
-            print_timings(timings(args.profile))
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        print_timings(timings(args.profile))
         return 0
     if args.clean:
         for nb in args.clean:
             if not Path(nb).is_file():
-                print(f"error: {nb}: file not found", file=sys.stderr)
-                return 2
+                raise DataError("file not found (--clean)", file=nb)
         for nb in args.clean:
             print(f"{nb}: {'cleaned' if clean_notebook(nb) else 'already clean'}")
         return 0
-    from helpers.profiles import get_profile
+    from helpers.workspace import COMMITTED_PROFILE, profile_results
 
-    try:
-        get_profile(args.profile)
-    except ValueError as e:
-        print(f"error: --profile: {e}", file=sys.stderr)
-        return 2
-    in_place = args.profile == "cpu" and args.out is None
-    out_dir = REPO / "notebooks" if in_place else Path(args.out or REPO / "build" / f"notebooks-{args.profile}")
+    selected = notebooks(f"{args.only}.ipynb" if args.only else "[0-9][0-9]_*.ipynb")
+    if not selected:
+        raise DataError(f"--only {args.only!r} matches no notebook; notebooks: "
+                        f"{', '.join(nb.stem for nb in notebooks())}")
+    in_place = args.profile == COMMITTED_PROFILE and args.out is None
+    out_dir = Path(args.out) if args.out else REPO / "notebooks" if in_place else profile_results(args.profile).parent
     # In place, the notebooks' own default finds the repository's results/: nothing machine-specific
     # is injected into the committed copies.
     results_dir = None if in_place else out_dir / "results"
+    prepare_outputs(selected, out_dir, results_dir, args.profile, args.overwrite)
     total = 0.0
-    for nb in notebooks(f"{args.only}.ipynb" if args.only else "[0-9][0-9]_*.ipynb"):
+    for nb in selected:
         secs = run_notebook(nb, out_dir / nb.name, args.profile, results_dir, seed=args.seed, clean=in_place)
         total += secs
         print(f"{nb.name}: {secs:.0f} s", flush=True)
     print(f"all notebooks ({args.profile}): {total:.0f} s -> {out_dir}, "
           f"results in {results_dir or REPO / 'results'}")
     return 0
+
+
+def prepare_outputs(selected: list[Path], out_dir: Path, results_dir: Path | None, profile: str,
+                    overwrite: bool = False) -> None:
+    """Before any notebook runs: each executed copy and results file may be written (a file there is an
+    executed notebook, or results of this profile), else the run is refused unless ``overwrite``, which
+    removes results of another profile (a notebook never replaces those itself)."""
+    from helpers.workspace import results_profile
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError("--out must be a folder, but this is a file; choose another path", file=out_dir)
+    ours = lambda p: results_profile(p) == profile  # noqa: E731
+    results = [results_dir / f"{nb.stem}.json" for nb in selected] if results_dir is not None else []
+    for nb in selected:
+        if out_dir / nb.name != nb:   # in place (cpu), the notebook itself is executed
+            check_output_file(out_dir / nb.name, overwrite=overwrite, ours=_executed_notebook)
+    for res in results:
+        check_output_file(res, overwrite=overwrite, ours=ours)
+    for res in results:
+        if res.is_file() and not ours(res):
+            res.unlink()   # --overwrite was given (checked above)
+
+
+def _executed_notebook(path: Path) -> bool:
+    """A notebook papermill executed (what :func:`run_notebook` writes)."""
+    obj = read_json_object(path)
+    return obj is not None and isinstance(obj.get("metadata"), dict) and "papermill" in obj["metadata"]
 
 
 if __name__ == "__main__":

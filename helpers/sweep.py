@@ -12,8 +12,10 @@ drawn with the seed by ``helpers.evaluation.sample_queries``) is evaluated at do
                                                 ``train_precision`` (cpu: fp32 until issue #13's re-run, then bf16)
 
 Each run writes ``runs/<profile>/sweep/<variant>@<steps>.json`` (atomically); ``--report`` gathers them into
-one JSON (default ``results/sweep-<profile>.json``, keeping the records it already holds) and prints a
-table. Several processes may run different variants at once (``--threads 1`` each on a 2-core machine).
+one JSON (default ``results/sweep-cpu.json`` for the cpu profile, whose results are committed, and
+``build/notebooks-<profile>/results/sweep-<profile>.json`` for the others; it keeps the records it
+already holds) and prints a table. Several processes may run different variants at once (``--threads
+1`` each on a 2-core machine).
 
     python -m helpers.sweep --variant lr=5e-5 lr=1e-4 --steps 120
     python -m helpers.sweep --report
@@ -21,14 +23,14 @@ table. Several processes may run different variants at once (``--threads 1`` eac
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from helpers.io import atomic_write_json
+from helpers.cli import Parser, add_profile, add_threads, apply_threads, entry, positive_int
+from helpers.io import DataError, atomic_write_json, check_output_file, has_json_keys
+from helpers.profiles import DEFAULT_PROFILE
 from helpers.workspace import REPO
 
 BASE_CONFIG = REPO / "configs" / "multitask.yaml"
@@ -53,10 +55,16 @@ def doubling_steps(last: int, first: int = 15) -> list[int]:
     return steps + [last]
 
 
+CREATOR = "helpers.sweep"
+# how records and reports written before they carried created_by are recognised
+OLD_RECORD, OLD_REPORT = has_json_keys("variant", "steps", "curve"), has_json_keys("profile", "variants", "table")
+
+
 def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: int, out_root: Path,
-                curve_queries: int = 200) -> dict:
+                curve_queries: int = 200, overwrite: bool = False) -> dict:
     """Train one variant for ``steps`` steps with its learning curve; returns (and writes) its record."""
     from helpers.profiles import get_profile
+    from helpers.training.callbacks import clear_checkpoints
     from helpers.training.config import TrainConfig
     from helpers.training.trainer import train
 
@@ -74,9 +82,9 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
     cfg.eval_splits = []
     t0 = time.perf_counter()
     key = f"{variant}@{steps}"
-    res = train(cfg, profile=profile, out_dir=out_root / key, data_dir=data_dir, seed=seed, overwrite=True)
+    res = train(cfg, profile=profile, out_dir=out_root / key, data_dir=data_dir, seed=seed, overwrite=overwrite)
     tr = res.log["training"]
-    record = {"variant": variant, "changes": VARIANTS[variant], "steps": steps, "seed": seed,
+    record = {"created_by": CREATOR, "variant": variant, "changes": VARIANTS[variant], "steps": steps, "seed": seed,
               "learning_rate": cfg.learning_rate, "curve": tr["learning_curve"],
               "dev_sample": f"helpers.evaluation.sample_queries: {curve_queries} queries per task, seed {seed}",
               "steady": tr["steady"], "trainable_params": tr["trainable_params"],
@@ -85,7 +93,7 @@ def run_variant(variant: str, steps: int, profile: str, data_dir: Path, seed: in
               "padding_efficiency": tr["padding_efficiency"], "train_seconds": res.log["timings"]["train_seconds"],
               "wall_seconds": round(time.perf_counter() - t0, 1),
               "threads": res.log["environment"]["threads"], "precision": res.log["resolved"]["precision"]}
-    shutil.rmtree(out_root / key / "checkpoints", ignore_errors=True)   # the record is the product, not the weights
+    clear_checkpoints(out_root / key / "checkpoints")   # the record is the product, not the weights
     atomic_write_json(out_root / f"{key}.json", record)
     return record
 
@@ -98,7 +106,7 @@ def report(out_root: Path, earlier: dict | None = None) -> tuple[dict, str]:
     earlier one of the same ``<variant>@<steps>``."""
     records = dict(earlier or {})
     for p in sorted(out_root.glob("*.json")):
-        rec = json.loads(p.read_text(encoding="utf-8"))
+        rec = _read_json(p)
         records[f"{rec['variant']}@{rec['steps']}"] = rec
     lines = ["| variant | steps | precision | s/step | trainable | Step@15 | Table@5 | Field@5 |",
              "|---|---|---|---|---|---|---|---|"]
@@ -115,47 +123,75 @@ def report(out_root: Path, earlier: dict | None = None) -> tuple[dict, str]:
 
 
 def report_path(profile: str) -> Path:
-    return REPO / "results" / f"sweep-{profile}.json"
+    """``sweep-<profile>.json`` in the profile's results folder (:func:`helpers.workspace.profile_results`)."""
+    from helpers.workspace import profile_results
+
+    return profile_results(profile) / f"sweep-{profile}.json"
 
 
 def load_report(profile: str, path: Path | None = None) -> dict | None:
-    """The sweep report of a profile (``path``, default ``results/sweep-<profile>.json``), or None if none
-    was written."""
+    """The sweep report of a profile (``path``, default :func:`report_path`), or None if none was written."""
     path = path or report_path(profile)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return _read_json(path) if path.is_file() else None
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers.sweep", description=__doc__.split("\n\n")[0])
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"not a readable JSON file ({e})", file=path) from None
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m helpers.sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=[])
-    p.add_argument("--steps", type=int, default=120, help="optimizer steps per variant (default 120)")
-    p.add_argument("--profile", default="cpu")
+    p.add_argument("--steps", type=positive_int, default=120, help="optimizer steps per variant (default 120)")
+    add_profile(p, default=DEFAULT_PROFILE)
     p.add_argument("--data", default=None, help="dataset folder (default data/generated/<profile>-seed0)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--curve-queries", type=int, default=200)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (1 when two sweeps share 2 cores)")
+    p.add_argument("--curve-queries", type=positive_int, default=200)
+    add_threads(p)
     p.add_argument("--report", action="store_true", help="gather the variants' records and print a table")
-    p.add_argument("--json", default=None, help="report JSON (default results/sweep-<profile>.json)")
-    args = p.parse_args(argv)
-    if args.steps < 1:
-        p.error("--steps must be >= 1")
+    p.add_argument("--json", default=None, help="report JSON (default: sweep-<profile>.json in the profile's results "
+                   "folder: results/ for cpu, build/notebooks-<profile>/results/ for the others)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files and run folders (runs/<profile>/sweep/) this tool did not write")
+    return p
+
+
+@entry
+def main(argv=None) -> int:
+    """``python -m helpers.sweep``: exit code 0, or 2 for bad input (one line on stderr, nothing written)."""
+    args = _parser().parse_args(argv)
     from helpers.training.pairs import default_data_dir
     from helpers.workspace import runs_dir
 
     out_root = runs_dir(args.profile) / "sweep"
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     data_dir = Path(args.data) if args.data else default_data_dir(args.profile)
+    # every output is checked before the first variant trains
+    dest = Path(args.json) if args.json else report_path(args.profile)
+    writes_report = args.report or not args.variant
+    if writes_report:
+        check_output_file(dest, overwrite=args.overwrite, creator=CREATOR, flag="--json", ours=OLD_REPORT)
     for v in args.variant:
-        print(f"[sweep] {v}: {args.steps} steps", file=sys.stderr, flush=True)
-        run_variant(v, args.steps, args.profile, data_dir, args.seed, out_root, args.curve_queries)
-    if args.report or not args.variant:
-        dest = Path(args.json) if args.json else report_path(args.profile)
+        check_output_file(out_root / f"{v}@{args.steps}.json", overwrite=args.overwrite, creator=CREATOR,
+                          flag="the variant's record", ours=OLD_RECORD)
+    if args.variant and not (data_dir / "train").is_dir():
+        raise DataError("not a built dataset (no train/ folder): build it with `python -m helpers.data build` "
+                        "or pass --data DIR", file=data_dir)
+    apply_threads(args.threads)
+    for v in args.variant:
+        print(f"[sweep] {v}: {args.steps} steps", flush=True)
+        run_variant(v, args.steps, args.profile, data_dir, args.seed, out_root, args.curve_queries, args.overwrite)
+    if writes_report:
         # a fresh clone has no runs/: the committed report's records must survive a new run's --report
         records, table = report(out_root, (load_report(args.profile, dest) or {}).get("variants"))
+        if not records:
+            raise DataError(f"nothing to report: no variant records under {out_root} and no earlier report; "
+                            f"run some first (--variant {' '.join(sorted(VARIANTS)[:2])} ...)", file=dest)
         print(table, end="")
-        atomic_write_json(dest, {"profile": args.profile, "variants": records, "table": table})
+        atomic_write_json(dest, {"created_by": CREATOR, "profile": args.profile, "variants": records,
+                                 "table": table})
         print(f"wrote {dest}")
     return 0
 

@@ -71,7 +71,9 @@ def test_a_noisy_split_fails_the_audit_and_validate(built, tmp_path, capsys):
 def test_audit_cli_passes_and_writes_json(built, tmp_path, capsys):
     out = tmp_path / "audit.json"
     assert data_main(["audit", str(built), "--min", "0.95", "--splits", "ood0*", "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    report = written["report"]
+    assert written["created_by"] == "helpers.data audit" and written["splits"] == "ood0*"
     assert set(report["step"]) == {f"ood{i:02d}" for i in range(1, 10)}
     assert data_main(["audit", str(built / "beir"), "--min", "0.95"]) == 2  # not a dataset folder
     assert "no beir/ folder" in capsys.readouterr().err

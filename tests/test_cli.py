@@ -28,3 +28,39 @@ def test_checkpoints_pickled_under_helpers_train_still_load():
     assert b"helpers.train\n" in old
     factory = pickle.loads(old)
     assert isinstance(factory, _MixingFactory) and (factory.mode, factory.group_size) == ("round_robin", 2)
+
+
+def _config(argv):
+    from helpers.training.cli import _config, _parser
+
+    return _config(_parser().parse_args(argv))
+
+
+def test_an_explicit_model_is_honoured_in_the_smoke_profile():
+    """Issue 26: the smoke profile replaced even an explicit --model (one WARNING, exit 0)."""
+    cfg, prof = _config(["--config", str(REPO / "configs" / "example.yaml"), "--profile", "smoke",
+                         "--model", "me5-small", "--no-eval"])
+    assert cfg.base_model == "me5-small" and prof.name == "smoke" and prof.base_model is None
+    cfg, prof = _config(["--config", str(REPO / "configs" / "example.yaml"), "--profile", "smoke", "--no-eval"])
+    assert prof.base_model == "minilm-l6"   # the config's encoder is still replaced: a pipeline check
+
+
+def test_no_eval_skips_the_learning_curve_too(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text((REPO / "configs" / "example.yaml").read_text() + "curve_steps: [0, 5]\n")
+    cfg, _ = _config(["--config", str(cfg_path), "--profile", "smoke"])
+    assert cfg.curve_steps == [0, 5]
+    cfg, _ = _config(["--config", str(cfg_path), "--profile", "smoke", "--no-eval"])
+    assert cfg.curve_steps == []
+
+
+def test_interrupt_line_names_the_checkpoint_and_the_command(tmp_path):
+    from helpers.training.cli import _interrupted
+
+    argv = ["--config", "c.yaml", "--out", str(tmp_path)]
+    assert "before the first checkpoint" in _interrupted(tmp_path, argv)
+    (tmp_path / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "checkpoint-12").mkdir()
+    line = _interrupted(tmp_path, argv)
+    assert f"last checkpoint {tmp_path / 'checkpoints' / 'checkpoint-12'};" in line
+    assert line.endswith(f"python -m helpers.train --config c.yaml --out {tmp_path} --resume")

@@ -145,3 +145,76 @@ def test_unwritable_output_is_refused_before_any_work(read_only_dir):
         check_output_file(read_only_dir / "r.json")
     with pytest.raises(DataError, match="not writable"):
         check_writable(read_only_dir)
+
+
+# ---------------------------------------------------------------------------------------------- file-by-file markers
+
+def test_marker_lists_the_files_written_and_a_rebuild_keeps_user_files_in_subfolders(tmp_path):
+    """Issue 26: a rebuild replaced whole subfolders (beir/, train/), deleting files a user had added there."""
+    import json
+
+    target = tmp_path / "built"
+    with atomic_dir(target, creator="test") as d:
+        for rel in ("beir/table/dev/corpus.jsonl", "beir/table/ood11/corpus.jsonl", "stats.json"):
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / rel).write_text("old")
+    assert json.loads((target / OUTPUT_MARKER).read_text()) == {
+        "created_by": "test", "entries": ["beir/table/dev/corpus.jsonl", "beir/table/ood11/corpus.jsonl", "stats.json"]}
+    (target / "beir" / "table" / "my_extra_qrels.tsv").write_text("mine")
+    (target / "beir" / "mytask").mkdir()
+    (target / "beir" / "mytask" / "corpus.jsonl").write_text("mine too")
+    with atomic_dir(target, creator="test") as d:                        # ood11 is gone from the new build
+        (d / "beir" / "table" / "dev").mkdir(parents=True)
+        (d / "beir" / "table" / "dev" / "corpus.jsonl").write_text("new")
+        (d / "stats.json").write_text("new")
+    files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert files == [OUTPUT_MARKER, "beir/mytask/corpus.jsonl", "beir/table/dev/corpus.jsonl",
+                     "beir/table/my_extra_qrels.tsv", "stats.json"]
+    assert not (target / "beir" / "table" / "ood11").exists()             # its own stale folder, emptied, goes
+    assert (target / "beir" / "table" / "my_extra_qrels.tsv").read_text() == "mine"
+    assert json.loads((target / OUTPUT_MARKER).read_text())["entries"] == ["beir/table/dev/corpus.jsonl", "stats.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built"]
+
+
+def test_overwrite_into_a_user_folder_replaces_only_same_named_files(tmp_path):
+    target = tmp_path / "mine"
+    (target / "beir").mkdir(parents=True)
+    (target / "beir" / "mine.txt").write_text("keep")
+    (target / "stats.json").write_text("theirs")
+    with atomic_dir(target, overwrite=True, creator="test") as d:
+        (d / "beir").mkdir()
+        (d / "beir" / "x.jsonl").write_text("ours")
+        (d / "stats.json").write_text("ours")
+    assert (target / "beir" / "mine.txt").read_text() == "keep" and (target / "stats.json").read_text() == "ours"
+
+
+def test_a_user_file_where_a_new_file_goes_in_our_folder_is_refused_without_overwrite(tmp_path):
+    target = tmp_path / "built"
+    with atomic_dir(target, creator="test") as d:
+        (d / "a.txt").write_text("ours")
+    (target / "b.txt").write_text("theirs")                              # the next build also writes b.txt
+    with pytest.raises(DataError, match="not written by this tool.*--overwrite") as e:
+        with atomic_dir(target, creator="test") as d:
+            (d / "a.txt").write_text("new")
+            (d / "b.txt").write_text("new")
+    assert str(target / "b.txt") in str(e.value)
+    assert (target / "b.txt").read_text() == "theirs" and (target / "a.txt").read_text() == "ours"
+    (target / "b.txt").unlink()
+    (target / "sub").mkdir()
+    (target / "sub" / "keep.txt").write_text("theirs")
+    with pytest.raises(DataError, match="is a folder where this tool writes a file"):
+        with atomic_dir(target, creator="test") as d:
+            (d / "sub").write_text("a file now")
+    assert (target / "sub" / "keep.txt").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built"]
+
+
+def test_check_output_file_recognises_older_files_of_the_tool(tmp_path):
+    from helpers.io import has_json_keys, written_by
+
+    old = tmp_path / "report.json"
+    old.write_text('{"variants": {}, "table": ""}')
+    assert not written_by(old, "me") and written_by(old, "me", has_json_keys("variants", "table"))
+    assert check_output_file(old, creator="me", ours=has_json_keys("variants", "table")) == old
+    with pytest.raises(DataError, match="--json exists"):
+        check_output_file(old, creator="me", flag="--json", ours=has_json_keys("rows"))

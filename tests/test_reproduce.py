@@ -62,3 +62,17 @@ def test_a_log_without_train_seconds_is_named(tmp_path):
     (runs / "broken-seed0" / "train_log.json").write_text(json.dumps({"timings": {}}))
     with pytest.raises(ValueError, match=r"broken-seed0/train_log\.json: field timings\.train_seconds is missing"):
         timings(notebook_dir=nbs, runs=runs)
+
+
+def test_timings_without_run_logs_do_not_claim_zero_training(tmp_path, monkeypatch, capsys):
+    """A fresh clone has no runs/: the breakdown says training cannot be told apart, not "training 0 min"."""
+    monkeypatch.setenv("CASE_STUDY_RUNS", str(tmp_path / "runs"))
+    assert main(["--timings"]) == 0
+    out = capsys.readouterr().out
+    assert "no train_log.json under" in out and "training 0 min" not in out and "from scratch is unknown" in out
+
+
+def test_only_matching_no_notebook_is_an_error(tmp_path, capsys):
+    assert main(["--profile", "smoke", "--only", "zz_*", "--out", str(tmp_path / "nb")]) == 2
+    assert "--only 'zz_*' matches no notebook" in capsys.readouterr().err
+    assert not (tmp_path / "nb").exists()

@@ -3,8 +3,6 @@ tests/test_trainer.py::test_learning_curve_top_layers_and_per_task_length)."""
 
 import json
 
-import pytest
-
 from helpers import sweep
 
 
@@ -48,7 +46,8 @@ def test_report_keeps_the_records_of_an_earlier_report(tmp_path, monkeypatch, ca
     (tmp_path / "sweep" / "lr=2e-4@120.json").write_text(json.dumps(rec(120, 0.55)))
     dest = tmp_path / "sweep-cpu.json"
     # an earlier report, from a checkout whose runs/ are not here: 960 survives, 120 is replaced
-    dest.write_text(json.dumps({"variants": {"lr=2e-4@960": rec(960, 0.68), "lr=2e-4@120": rec(120, 0.40)}}))
+    dest.write_text(json.dumps({"profile": "cpu", "table": "",   # a report written before created_by
+                                "variants": {"lr=2e-4@960": rec(960, 0.68), "lr=2e-4@120": rec(120, 0.40)}}))
     import helpers.workspace
     monkeypatch.setattr(helpers.workspace, "runs_dir", lambda profile: tmp_path)
     assert sweep.main(["--report", "--json", str(dest)]) == 0
@@ -59,6 +58,5 @@ def test_report_keeps_the_records_of_an_earlier_report(tmp_path, monkeypatch, ca
 
 
 def test_cli_rejects_zero_steps(capsys):
-    with pytest.raises(SystemExit) as e:
-        sweep.main(["--variant", "top4", "--steps", "0"])
-    assert e.value.code == 2 and "--steps" in capsys.readouterr().err
+    assert sweep.main(["--variant", "top4", "--steps", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --steps: must be an integer >= 1, got 0")

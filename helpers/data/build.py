@@ -29,7 +29,7 @@ from helpers.data.flow_yaml import flow_to_yaml
 from helpers.data.flows import Flow, FlowGenerator
 from helpers.data.language import load_pools, stable_hash
 from helpers.data.render import Renderer
-from helpers.io import atomic_dir, atomic_write_json, check_output_dir, write_jsonl
+from helpers.io import DataError, atomic_dir, atomic_write_json, check_output_dir, write_jsonl
 from helpers.profiles import get_profile
 from helpers.splits import LANGUAGES, OOD_SPLITS
 from helpers.tasks import EVAL_TASKS, TRAIN_TASKS
@@ -263,6 +263,7 @@ def build_dataset(out: str | Path, seed: int = 0, profile: str | None = None, *,
     (``beir/``, ``train/``, ``flows/``, ``stats.json``) and keeps every other file.
     """
     check_output_dir(out, overwrite=overwrite)  # before any work: a refused --out costs nothing
+    check_languages(languages)
     prof = get_profile(profile)
     n_train = prof.train_flows if train_flows is None else train_flows
     n_dev = prof.dev_flows if dev_flows is None else dev_flows
@@ -341,6 +342,17 @@ def _write_flows(folder: Path, split: str, flows: list[Flow], records: list[dict
     write_jsonl(folder / f"{split}.jsonl", [{**r, "yaml": flow_to_yaml(f)} for r, f in zip(records, flows)])
     stats["flows"][split] = len(flows)
     stats["steps_per_flow"][split] = round(sum(len(f.all_steps()) for f in flows) / max(1, len(flows)), 2)
+
+
+def check_languages(languages: tuple[str, ...]) -> None:
+    """Each translated split needs its phrasing file ``data/language/<lang>.yaml`` (English is dev itself)."""
+    from helpers.data.language import LANG_DIR
+
+    have = sorted(p.stem for p in LANG_DIR.glob("*.yaml") if p.stem != "en")
+    for lang in languages:
+        if lang == "en" or lang not in have:
+            raise DataError(f"--languages: no translation {lang!r} (data/language/{lang}.yaml); translated "
+                            f"languages: {', '.join(have)}")
 
 
 def _write_split_beir(root: Path, split: str, rendered: dict, corpora: dict, stats: dict) -> None:

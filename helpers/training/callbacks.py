@@ -183,6 +183,16 @@ def drop_if_empty(out: Path, ckpt_dir: Path, created_out: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def clear_checkpoints(ckpt_dir: Path) -> None:
+    """Remove the ``checkpoint-<step>`` folders the Trainer wrote in ``ckpt_dir`` (a fresh run must not
+    resume from them); any other file there is kept."""
+    for ckpt in ckpt_dir.glob("checkpoint-*"):
+        if ckpt.is_dir() and not ckpt.is_symlink() and ckpt.name.removeprefix("checkpoint-").isdigit():
+            shutil.rmtree(ckpt)
+    with contextlib.suppress(OSError):
+        ckpt_dir.rmdir()   # only if empty
+
+
 class SimulatedKill(RuntimeError):
     """Raised by :func:`stop_at_step_callback` to interrupt a run the way a kill would."""
 

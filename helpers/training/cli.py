@@ -5,21 +5,25 @@ Examples::
     python -m helpers.train --config configs/multitask.yaml --profile cpu --data data/generated/cpu-seed0
     python -m helpers.train --config configs/example.yaml --profile smoke \\
         --train-jsonl data/examples/train.jsonl --corpora data/examples/beir --out runs/example
+
+Bad input ends with one line and exit status 2 (:mod:`helpers.cli`); Ctrl-C with one line naming the
+last checkpoint and the ``--resume`` command, exit status 130.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
+import shlex
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Sequence
 
+from helpers.cli import EXIT_INTERRUPTED, Parser, add_profile, add_threads, apply_threads, entry
 from helpers.evaluation import report_markdown
 from helpers.io import DataError
-from helpers.tasks import UnknownTaskError
 from helpers.training.config import TrainConfig
-from helpers.training.trainer import train
-
+from helpers.training.trainer import _resolve_path, train
 
 #: Short flags for the config keys changed most often: each is the same as ``--set KEY=VALUE``.
 OVERRIDES = {
@@ -34,12 +38,13 @@ OVERRIDES = {
 DESCRIPTION = "Multi-task instruction fine-tuning of a retriever on ``SentenceTransformerTrainer``."
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m helpers.train", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> Parser:
+    import argparse
+
+    p = Parser(prog="python -m helpers.train", description=DESCRIPTION,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="experiment YAML (configs/*.yaml)")
-    p.add_argument("--profile", choices=["smoke", "cpu", "full"], default=None,
-                   help="run profile (default $CASE_STUDY_PROFILE or cpu)")
+    add_profile(p)
     p.add_argument("--out", default=None, help="output folder (default runs/<config>-<profile>)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUT an earlier run did not create (its other files are kept)")
@@ -58,9 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="set any config key for this run (YAML value: --set learning_rate=2e-4 "
                         "--set tasks=[step,table]); repeatable, checked like the config file")
-    p.add_argument("--no-eval", action="store_true", help="skip all evaluation")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-eval", action="store_true",
+                   help="skip all evaluation: during training, the learning curve (curve_steps) and the final report")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars of the run and no INFO log lines (TQDM_DISABLE=1 also hides the "
+                        "libraries' bars of loading and saving)")
+    add_threads(p)
     return p
 
 
@@ -77,7 +85,7 @@ def parse_setting(text: str) -> tuple[str, object]:
         raise DataError(f"--set {key.strip()}: not a YAML value ({e.problem or e})", field=key.strip()) from None
 
 
-def config_with_overrides(path: str, args: argparse.Namespace) -> TrainConfig:
+def config_with_overrides(path: str, args) -> TrainConfig:
     """The config file with the flags' and ``--set``'s keys over it, validated as one config, so a bad
     value names its key and the flag it came from."""
     overrides = {key: (getattr(args, key), flag) for flag, (key, _, _) in OVERRIDES.items()
@@ -88,34 +96,107 @@ def config_with_overrides(path: str, args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_yaml(path, overrides)
 
 
+@entry
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers.train``: exit code 0, or 2 for bad input (message on stderr, nothing created)."""
+    """``python -m helpers.train``: exit code 0, 2 for bad input (message on stderr, nothing created) or 130
+    when interrupted (Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     # Flags are checked before anything is loaded; a flag is never silently ignored.
-    for flag, value in (("--max-steps", args.max_steps), ("--save-steps", args.save_steps),
-                        ("--threads", args.threads)):
+    for flag, value in (("--max-steps", args.max_steps), ("--save-steps", args.save_steps)):
         if value is not None and value < 1:
-            print(f"error: {flag} must be an integer >= 1, got {value}", file=sys.stderr)
-            return 2
+            raise DataError(f"{flag} must be an integer >= 1, got {value}")
     if args.data and args.train_jsonl:
-        print("error: give either --data or --train-jsonl, not both", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        raise DataError("give either --data or --train-jsonl, not both")
+    if args.tasks is not None and not args.tasks.strip(" ,"):
+        raise DataError("--tasks names no task; give a comma-separated list, e.g. step,table,field")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("sentence_transformers", "transformers", "datasets", "accelerate", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
+    cfg, prof = _config(args)
+    out = Path(args.out) if args.out else _default_out(cfg, prof)
     try:
-        cfg = config_with_overrides(args.config, args)
-        result = train(cfg, profile=args.profile, out_dir=args.out, data_dir=args.data,
-                       train_jsonl=args.train_jsonl, corpora=args.corpora, resume=args.resume, seed=args.seed,
-                       show_progress=not args.quiet, evaluate=not args.no_eval, overwrite=args.overwrite)
-    except (DataError, UnknownTaskError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        result = train(cfg, profile=prof, out_dir=out, data_dir=args.data, train_jsonl=args.train_jsonl,
+                       corpora=args.corpora, resume=args.resume, seed=args.seed, show_progress=not args.quiet,
+                       evaluate=not args.no_eval, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(_interrupted(out, argv), file=sys.stderr)
+        return EXIT_INTERRUPTED
     if result.model_path is None:
         return 0
+    _print_summary(result)
+    return 0
+
+
+def _config(args):
+    """The config with the flags and ``--set`` applied and validated, and the profile (which replaces a
+    config's base encoder in the smoke profile, but never one given with ``--model`` or ``--set
+    base_model=``)."""
+    from helpers.profiles import get_profile
+
+    cfg = config_with_overrides(args.config, args)
+    prof = get_profile(args.profile)
+    if args.base_model or any(parse_setting(s)[0] == "base_model" for s in args.settings):
+        prof = replace(prof, base_model=None)   # an encoder the user names is never replaced
+    if args.no_eval:
+        cfg.curve_steps = []   # --no-eval means no evaluation at all, the learning curve included
+    else:
+        _check_eval_splits(cfg, prof.name, args)
+    return cfg, prof
+
+
+def _default_out(cfg: TrainConfig, prof) -> Path:
+    from helpers.workspace import run_dir
+
+    return run_dir(cfg.name, prof.name)
+
+
+def _check_eval_splits(cfg: TrainConfig, profile: str, args) -> None:
+    """Every split the final report asks for exists for some task, or the run is refused before it starts."""
+    from helpers.evaluation import task_splits
+    from helpers.training.pairs import default_data_dir
+
+    flag = "--eval-splits" if args.eval_splits else f"{args.config}: eval_splits"
+    if args.corpora or cfg.corpora:   # the trainer's evaluation root, in its order
+        root = _resolve_path(args.corpora or cfg.corpora)
+    elif args.train_jsonl or cfg.train_jsonl and not args.data:
+        root = None
+    else:
+        data = _resolve_path(args.data or cfg.data_dir or default_data_dir(profile))
+        root = data / "beir" if (data / "beir").is_dir() or not data.is_dir() else None
+    if root is None:
+        if args.eval_splits:
+            raise DataError(f"{flag}: there is nothing to evaluate on (no folder of BEIR folders per task); "
+                            "give --corpora DIR or drop --eval-splits")
+        return   # no final report, which the run's summary says
+    if not root.is_dir():
+        return   # the trainer names the missing folder
+    if cfg.eval_splits == ["all"]:
+        return
+    tasks = list(dict.fromkeys(list(cfg.tasks) + list(cfg.eval_tasks or [])))
+    found = {s for t in tasks for s in task_splits(root, t)}
+    if "-" in found:   # a task folder that is itself a BEIR folder serves dev and test
+        found |= {"dev", "test"}
+    missing = [s for s in cfg.eval_splits if s not in found]
+    if missing:
+        raise DataError(f"{flag}: no split {missing[0]!r} for tasks {', '.join(tasks)} under {root}; splits "
+                        f"there: {', '.join(sorted(found - {'-'})) or 'none'} (or 'all')")
+
+
+def _interrupted(out: Path, argv: list[str]) -> str:
+    """The one line Ctrl-C ends a run with: the last checkpoint and how to continue from it."""
+    from helpers.training.callbacks import latest_checkpoint
+
+    last = latest_checkpoint(out / "checkpoints")
+    if last is None:
+        return f"interrupted before the first checkpoint (none in {out / 'checkpoints'}); nothing to resume"
+    again = argv + ([] if "--resume" in argv else ["--resume"])
+    return f"interrupted; last checkpoint {last}; continue with: python -m helpers.train {shlex.join(again)}"
+
+
+def _print_summary(result) -> None:
     tr = result.log["training"]
     print(f"model: {result.model_path}")
     print(f"log:   {result.out_dir / 'train_log.json'}")
@@ -126,4 +207,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ev.get("final"):
         print(report_markdown({"fine-tuned": ev["final"], **({"base": ev["base"]} if ev.get("base") else {})}),
               end="")
-    return 0
+    elif result.log["resolved"].get("eval_root") is None:
+        print("evaluation: none (no evaluation corpora; give --corpora DIR)")

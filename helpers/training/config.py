@@ -70,6 +70,9 @@ def _read_config_yaml(path: Path, chain: tuple) -> tuple[dict, dict]:
         raise DataError(f"invalid YAML: {e}", file=path, line=None if line is None else line + 1) from None
     if not isinstance(d, dict):
         raise DataError("a config must be a mapping of keys to values", file=path)
+    if not d:   # else every key silently takes its default (learning_rate 5e-5, not the study's 1e-4)
+        raise DataError("the config is empty: set its keys, or start from the study's with `extends: multitask`",
+                        file=path)
     lines = {k: (str(path), n) for k, n in _key_lines(text).items()}
     parent = d.pop("extends", None)
     if parent is None:

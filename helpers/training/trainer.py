@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +46,8 @@ from helpers.io import DataError, atomic_dir, atomic_write_json, atomic_write_te
 from helpers.models import load_encoder, mark_without_pooler
 from helpers.profiles import Profile, get_profile
 from helpers.tasks import TASKS, task_prompts
-from helpers.training.callbacks import (drop_if_empty, latest_checkpoint, learning_curve_callback, load_step_stats,
-                                        trainer_classes, world)
+from helpers.training.callbacks import (clear_checkpoints, drop_if_empty, latest_checkpoint, learning_curve_callback,
+                                        load_step_stats, trainer_classes, world)
 from helpers.training.card import save_with_card
 from helpers.training.config import TrainConfig, TrainResult, as_config
 from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, freeze_unused_pooler,
@@ -59,6 +58,7 @@ from helpers.training.runlog import jsonable, run_log
 from helpers.training.sampling import FullBatchNoDuplicatesSampler, _MixingFactory
 from helpers.training.settings import Settings, resolve_settings
 from helpers.workspace import REPO as REPO_ROOT
+from helpers.workspace import run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _stage_paths(config, profile, out_dir, data_dir, train_jsonl, corpora, seed,
     cfg.train_jsonl = [str(_resolve_path(p)) for p in cfg.train_jsonl]
     cfg.corpora = str(_resolve_path(cfg.corpora)) if cfg.corpora else None
     cfg.data_dir = str(_resolve_path(cfg.data_dir)) if cfg.data_dir else None
-    out = Path(out_dir) if out_dir else REPO_ROOT / "runs" / f"{cfg.name}-{prof.name}"
+    out = Path(out_dir) if out_dir else run_dir(cfg.name, prof.name)
     world_size, rank = world()
     # Bad paths fail here, before data or a model is loaded and before any folder is created.
     if rank == 0:
@@ -339,7 +339,7 @@ def _prepare_out(spec: RunSpec, resume: bool) -> OutStage:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
     stage = OutStage(ckpt_dir, resume_from, not out.exists(), load_step_stats(resume_from) if resume_from else [])
     if spec.is_main and not resume and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)  # out is an earlier run's (marker) or --overwrite was given: checked before
+        clear_checkpoints(ckpt_dir)  # out is an earlier run's (marker) or --overwrite was given: checked before
     if spec.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_output_marker(out, "helpers.train")

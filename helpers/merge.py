@@ -404,7 +404,10 @@ def run(args) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
     args = build_parser().parse_args(argv)
+    hf_logging.disable_progress_bar()  # a bar per weight load and shard write is noise next to our lines
     try:
         out = run(args)
     except (ValueError, OSError) as e:  # DataError included: it names the file or flag

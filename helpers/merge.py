@@ -386,6 +386,10 @@ def run(args) -> Path:
     if args.max_queries is not None and args.max_queries < 1:
         raise ValueError(f"--max-queries must be >= 1, got {args.max_queries}")
     if args.weight is not None:
+        given = [f for f, v in (("--weights", args.weights), ("--tasks", args.tasks),
+                                ("--max-queries", args.max_queries)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only with --choose-on, not with --weight")
         merged = merge_with_base(args.model, args.base, args.weight)
         return save_merged(merged, args.out, args.overwrite)
     if not Path(args.choose_on).is_dir():

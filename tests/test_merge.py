@@ -137,6 +137,8 @@ def test_cli_errors_are_one_line_and_exit_2(base, finetuned, tmp_path, capsys):
         "unknown encoder": ["--model", str(tmp_path / "missing"), "--base", "minilm-l6", "--weight", "0.5"],
         "folder not found (--choose-on)": ["--model", str(folder), "--base", "minilm-l6",
                                            "--choose-on", str(tmp_path / "nothing")],
+        "--tasks: only with --choose-on": ["--model", str(folder), "--base", "minilm-l6", "--weight", "0.5",
+                                           "--tasks", "table"],
         "--weights must lie between 0 and 1": ["--model", str(folder), "--base", "minilm-l6", "--choose-on",
                                                str(tmp_path), "--weights", "1.2"],
     }

@@ -17,8 +17,8 @@ choosing it.
 
 CLI::
 
-    python -m helpers.merge --model FT --base BASE --weight W --out DIR [--overwrite]
-    python -m helpers.merge --model FT --base BASE --choose-on DATA [--weights 0 0.25 0.5 0.75 0.9 1]
+    python -m helpers.merge --model FT [--base BASE] --weight W --out DIR [--overwrite]
+    python -m helpers.merge --model FT [--base BASE] --choose-on DATA [--weights 0 0.25 0.5 0.75 0.9 1]
         [--tasks step table field] [--max-queries N] [--seed S] --out DIR [--overwrite]
 """
 
@@ -349,7 +349,8 @@ def choose_weight(sweep: MergeSweep, tolerance: float = TOLERANCE) -> WeightChoi
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m helpers.merge", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="the fine-tuned SentenceTransformer folder")
-    p.add_argument("--base", required=True, help="its base: me5-small, minilm-l6, a folder or a hub id")
+    p.add_argument("--base", help="its base: me5-small, minilm-l6, a folder or a hub id (default: the base_model "
+                   "in the model's train_summary.json)")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--weight", type=float, help="w in [0, 1]: (1 - w) * base + w * fine-tuned")
     how.add_argument("--choose-on", metavar="DATA", help="choose w on the dev folders of this dataset")
@@ -366,18 +367,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def trained_config(model: str, key: str):
+    """``config[key]`` of a model folder of ours (``train_summary.json``, written by ``helpers.train``
+    with the profile's base model resolved), or None for a folder without one."""
+    summary = Path(model) / "train_summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        return json.loads(summary.read_text(encoding="utf-8"))["config"][key]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"unreadable train summary (expected config.{key})", file=summary) from None
+
+
 def trained_tasks(model: str) -> list[str]:
-    """The tasks a model folder of ours was trained on (``train_summary.json``), else every trainable task."""
+    """The tasks a model folder of ours was trained on, else every trainable task."""
     from helpers.tasks import TRAIN_TASKS
 
-    summary = Path(model) / "train_summary.json"
-    if summary.is_file():
-        try:
-            tasks = json.loads(summary.read_text(encoding="utf-8"))["config"]["tasks"]
-        except (ValueError, KeyError, TypeError):
-            raise DataError("unreadable train summary (expected config.tasks)", file=summary) from None
-        return [t for t in tasks if t != WORKFLOW_TASK]
-    return list(TRAIN_TASKS)
+    tasks = trained_config(model, "tasks")
+    return [t for t in tasks if t != WORKFLOW_TASK] if tasks is not None else list(TRAIN_TASKS)
 
 
 def run(args) -> Path:
@@ -385,6 +392,10 @@ def run(args) -> Path:
     check_output_dir(args.out, overwrite=args.overwrite)
     if args.max_queries is not None and args.max_queries < 1:
         raise ValueError(f"--max-queries must be >= 1, got {args.max_queries}")
+    if args.base is None:
+        args.base = trained_config(args.model, "base_model")
+        if args.base is None:
+            raise ValueError(f"--base is needed: {args.model} has no train_summary.json naming its base model")
     if args.weight is not None:
         given = [f for f, v in (("--weights", args.weights), ("--tasks", args.tasks),
                                 ("--max-queries", args.max_queries)) if v is not None]

@@ -41,7 +41,7 @@ def finetuned(base, tmp_path_factory):
     model.max_seq_length = 64
     folder = tmp_path_factory.mktemp("ft") / "model"
     model.save(str(folder))
-    (folder / "train_summary.json").write_text(json.dumps({"config": {"tasks": ["table", "field"]}}))
+    (folder / "train_summary.json").write_text(json.dumps({"config": {"tasks": ["table", "field"], "base_model": "minilm-l6"}}))
     return folder, model
 
 
@@ -133,6 +133,7 @@ def test_cli_errors_are_one_line_and_exit_2(base, finetuned, tmp_path, capsys):
     capsys.readouterr()
     cases = {
         "num_hidden_layers": ["--model", str(tmp_path / "five-layers"), "--base", "minilm-l6", "--weight", "0.5"],
+        "--base is needed": ["--model", str(tmp_path / "five-layers"), "--weight", "0.5"],
         "between 0 and 1": ["--model", str(folder), "--base", "minilm-l6", "--weight", "-0.1"],
         "unknown encoder": ["--model", str(tmp_path / "missing"), "--base", "minilm-l6", "--weight", "0.5"],
         "folder not found (--choose-on)": ["--model", str(folder), "--base", "minilm-l6",
@@ -195,11 +196,13 @@ def test_choose_on_dev_sweeps_chooses_and_saves(base, finetuned, tiny, tmp_path,
 
     folder, ft = finetuned
     out = tmp_path / "chosen"
-    assert main(["--model", str(folder), "--base", "minilm-l6", "--choose-on", str(tiny), "--weights", "0.5",
+    # no --base: the one its train_summary.json names
+    assert main(["--model", str(folder), "--choose-on", str(tiny), "--weights", "0.5",
                  "--max-queries", "8", "--out", str(out)]) == 0
     assert "chosen w = " in capsys.readouterr().out
     info = json.loads((out / "merge.json").read_text())
     sweep = MergeSweep.from_dict(info["sweep"])
+    assert info["base"] == sweep.base == "minilm-l6"
     assert sweep.weights == [0.0, 0.5, 1.0] and sweep.tasks == ["table", "field"] and sweep.split == "dev"
     assert info["weight"] == info["chosen_on_dev"]["weight"] == choose_weight(sweep).weight
     assert "### Dev sweep" in (out / "README.md").read_text()

@@ -1,8 +1,8 @@
 """One path from a retriever and a BEIR folder to metrics, and the one retriever factory.
 
 * :class:`RetrieverFactory` / :func:`make_retriever`: a spec (``bm25``, an encoder name, a model
-  folder, a hub id, ``hybrid:A+B``) or a loaded model becomes a retriever; the task picks the model's
-  ``<task>_query`` / ``<task>_document`` prompts and the encoding length is set on the retriever.
+  folder, a hub id, ``hybrid:A+B``, ``hybrid:A+B@w``) or a loaded model becomes a retriever; the task
+  picks the model's ``<task>_query`` / ``<task>_document`` prompts and the encoding length is set on the retriever.
 * :func:`evaluate_folder`: **the** evaluation, ``(retriever, BEIR folder, task[, max_queries, seed])
   -> metrics``. Which queries (:func:`sample_queries`), how deep to search and at which k (the task
   registry, :mod:`helpers.tasks`) are decided here and nowhere else. The CLI
@@ -32,7 +32,8 @@ from helpers.tasks import TASKS, get_task
 logger = logging.getLogger(__name__)
 
 SPEC_HELP = "bm25, a registered encoder name (minilm-l6, me5-small), a path to a SentenceTransformer folder, " \
-            "a Hugging Face Hub id (owner/name; needs hub access), or hybrid:A+B"
+            "a Hugging Face Hub id (owner/name; needs hub access), hybrid:A+B (equal-weight RRF) or " \
+            "hybrid:A+B@w (convex fusion of min-max normalised scores, w on B)"
 
 _STUDY_CACHE = object()  # RetrieverFactory's default: the study's embedding cache
 
@@ -41,10 +42,37 @@ _STUDY_CACHE = object()  # RetrieverFactory's default: the study's embedding cac
 # retrievers
 # ----------------------------------------------------------------------------------------------------------
 
+_PART_WEIGHT = re.compile(r"^(.*)@([0-9]*\.?[0-9]+)$")
+
+
 def spec_parts(spec: str) -> list[str]:
-    """The parts of a ``hybrid:A+B`` spec (``[spec]`` for any other spec)."""
+    """The parts of a ``hybrid:A+B`` spec, without their ``@weight`` (``[spec]`` for any other spec)."""
     spec = (spec or "").strip()
-    return spec[len("hybrid:"):].split("+") if spec.startswith("hybrid:") else [spec]
+    if not spec.startswith("hybrid:"):
+        return [spec]
+    return [(m.group(1) if (m := _PART_WEIGHT.match(p.strip())) else p) for p in spec[len("hybrid:"):].split("+")]
+
+
+def hybrid_weights(spec: str) -> list[float] | None:
+    """The convex-fusion weights of a ``hybrid:`` spec, or None (no ``@weight``: equal-weight RRF).
+
+    A part may end in ``@w`` (``hybrid:bm25+me5-small@0.3``: 0.3 on me5-small); parts without one share
+    what the others leave equally (bm25 0.7 here). Weights lie in [0, 1] and sum to 1 (:mod:`helpers.fusion`).
+    """
+    spec = (spec or "").strip()
+    if not spec.startswith("hybrid:"):
+        return None
+    given = [float(m.group(2)) if (m := _PART_WEIGHT.match(p.strip())) else None
+             for p in spec[len("hybrid:"):].split("+")]
+    if all(w is None for w in given):
+        return None
+    if any(w is not None and not 0.0 <= w <= 1.0 for w in given) or sum(w or 0.0 for w in given) > 1.0 + 1e-6:
+        raise ValueError(f"bad hybrid spec {spec!r}: part weights lie in [0, 1] and sum to at most 1")
+    free = given.count(None)
+    rest = 1.0 - sum(w or 0.0 for w in given)
+    if not free and abs(rest) > 1e-6:
+        raise ValueError(f"bad hybrid spec {spec!r}: the weights of a convex hybrid sum to 1")
+    return [w if w is not None else rest / free for w in given]
 
 
 def check_known_task(task: str | None) -> None:
@@ -140,9 +168,11 @@ class RetrieverFactory:
                     raise ValueError(f"bad hybrid spec {spec!r}: expected hybrid:A+B, e.g. hybrid:bm25+minilm-l6")
                 if any(p.strip().startswith("hybrid:") for p in parts):
                     raise ValueError(f"bad hybrid spec {spec!r}: hybrids do not nest")
+                weights = hybrid_weights(spec)
                 return HybridRetriever([self(p, task, doc_instructions, query_instructions,
                                              max_seq_length=max_seq_length, query_prompt=query_prompt,
-                                             doc_prompt=doc_prompt) for p in parts])
+                                             doc_prompt=doc_prompt) for p in parts],
+                                       weights=weights, fusion="rrf" if weights is None else "convex")
         model = self.model(spec)
         label = name or (str(spec) if isinstance(spec, (str, os.PathLike)) else None)
         _check_task(model, label or "the model", task)

@@ -147,3 +147,28 @@ def learning_curves(curves: dict[str, list[dict]], tasks=("step", "table", "fiel
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def merge_sweep(sweep, chosen: float | None = None, title: str = "", ax=None):
+    """Dev recall against the merge weight w (0: the base, 1: the fine-tuned model), one line per task
+    from a :class:`helpers.merge.MergeSweep`; the untrained workflow task dashed, ``chosen`` a vertical line."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    else:
+        fig = ax.figure
+    for task in list(sweep.tasks) + [sweep.workflow_task]:
+        ws, ys = zip(*sweep.curve(task))
+        label = f"{task} {sweep.results[ws[0]][task]['label']}"
+        untrained = task == sweep.workflow_task
+        ax.plot(ws, ys, marker="o", linestyle="--" if untrained else "-",
+                label=label + (" (untrained)" if untrained else ""))
+    if chosen is not None:
+        ax.axvline(chosen, color="black", linewidth=0.8, linestyle=":", label=f"chosen w = {chosen:g}")
+    ax.set_xlabel("merge weight w  (0: base, 1: fine-tuned)")
+    ax.set_ylabel(f"{sweep.split} recall")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

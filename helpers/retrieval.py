@@ -339,20 +339,36 @@ def rrf_fuse(runs: Sequence[Mapping[str, Mapping[str, float]]], k_rrf: int = 60,
 
 
 class HybridRetriever(Retriever):
-    """Reciprocal-rank fusion of several retrievers, each searched ``depth`` deep (default 100)."""
+    """Fusion of several retrievers, each searched ``depth`` deep (default 100).
+
+    ``fusion="rrf"`` (default): reciprocal-rank fusion, equal weights unless ``weights`` are given;
+    ``fusion="convex"``: ``weights`` (summing to 1) times per-query normalised scores (``norm``:
+    ``"minmax"`` or ``"zscore"``); see :mod:`helpers.fusion`.
+    """
 
     def __init__(self, retrievers: Sequence[Retriever], k_rrf: int = 60, depth: int = 100,
-                 weights: Sequence[float] | None = None):
+                 weights: Sequence[float] | None = None, fusion: str = "rrf", norm: str = "minmax"):
+        from helpers.fusion import check_fusion, check_weights
+
         super().__init__()
         if len(retrievers) < 2:
             raise ValueError("a hybrid needs at least two retrievers")
         self.retrievers = list(retrievers)
+        self.fusion, self.norm = check_fusion(fusion, norm)
+        if fusion == "convex":
+            weights = check_weights(weights if weights is not None else [1 / len(retrievers)] * len(retrievers),
+                                    len(retrievers))
         self.k_rrf, self.depth, self.weights = k_rrf, depth, weights
         self.name = "hybrid:" + "+".join(r.name for r in self.retrievers)
+        if fusion == "convex":  # the spec form, every part with its weight (helpers.evaluation.hybrid_weights)
+            self.name = "hybrid:" + "+".join(f"{r.name}@{w:g}" for r, w in zip(self.retrievers, weights))
 
     def identity(self) -> dict:
-        return {"type": "HybridRetriever", "name": self.name, "fusion": "rrf", "k_rrf": self.k_rrf,
-                "depth": self.depth, "weights": self.weights, "retrievers": [r.identity() for r in self.retrievers]}
+        ident = {"type": "HybridRetriever", "name": self.name, "fusion": self.fusion, "k_rrf": self.k_rrf,
+                 "depth": self.depth, "weights": self.weights, "retrievers": [r.identity() for r in self.retrievers]}
+        if self.fusion == "convex":
+            ident["norm"] = self.norm
+        return ident
 
     def _index(self, corpus: Corpus) -> None:
         for r in self.retrievers:
@@ -363,7 +379,9 @@ class HybridRetriever(Retriever):
         depth = max(k, self.depth)
         runs = [r.search(queries, depth) for r in self.retrievers]
         self.timings["components"] = [dict(r.timings) for r in self.retrievers]
-        fused = rrf_fuse(runs, self.k_rrf, self.weights)
+        from helpers.fusion import fuse_runs
+
+        fused = fuse_runs(runs, self.fusion, self.weights, self.k_rrf, self.norm)
         index_of = {d: i for i, d in enumerate(self.doc_ids)}
         out: Run = {}
         for qid in queries:

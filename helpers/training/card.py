@@ -4,7 +4,8 @@ sentence-transformers writes its card from ``model.model_card_data`` (architectu
 hyperparameters and logs, dataset statistics, library versions). :func:`save_with_card` fills in the
 name and keeps it offline, lets ``model.save`` write it, and appends one section with what that card
 cannot know: the per-task prompts to encode with, the training config, the data counts per task
-(before and after the cap), the inference length and the dev metrics.
+(before and after the cap), the inference length and the dev metrics. :func:`save_with_section` is the
+same step for a model made without training (a merge with the base, :mod:`helpers.merge`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,34 @@ from helpers.io import atomic_write_text
 
 def save_with_card(model, folder: Path, cfg, prof, prompts: dict, log: dict) -> None:
     """``model.save(folder)`` with sentence-transformers' card and our section appended to ``README.md``."""
+    save_with_section(model, folder, f"{cfg.name}: multi-task retriever fine-tuned from {cfg.base_model}",
+                      case_study_section(cfg, prof, prompts, log))
+
+
+def save_with_section(model, folder: Path, model_name: str, section: str) -> None:
+    """``model.save(folder)`` with sentence-transformers' card (offline) and ``section`` appended to it.
+
+    Also used for models this case study makes without training (:mod:`helpers.merge`).
+    """
     card = model.model_card_data
-    card.model_name = f"{cfg.name}: multi-task retriever fine-tuned from {cfg.base_model}"
+    card.model_name = model_name
     card.local_files_only = True           # never ask the Hub about the base model or datasets
     card.generate_widget_examples = False  # its examples are generic English, not this domain
     model.save(str(folder), create_model_card=True)
     readme = Path(folder) / "README.md"
     generated = readme.read_text(encoding="utf-8").rstrip() + "\n\n" if readme.is_file() else ""
-    atomic_write_text(readme, generated + case_study_section(cfg, prof, prompts, log))
+    atomic_write_text(readme, generated + section)
+
+
+def prompts_lines(prompts: dict) -> list[str]:
+    """Markdown lines: the prompts table and how to encode with them."""
+    lines = ["### Prompts", "", "Use the per-task prompt names when encoding:", "", "| name | text |", "|---|---|"]
+    for k in sorted(prompts):
+        lines.append(f"| `{k}` | `{prompts[k]}` |")
+    return lines + ["", "```python", "from sentence_transformers import SentenceTransformer",
+                    "model = SentenceTransformer('PATH')",
+                    "q = model.encode(['notify the manager when a P1 incident opens'], prompt_name='step_query')",
+                    "d = model.encode(['Send Email (action): ...'], prompt_name='step_document')", "```", ""]
 
 
 def case_study_section(cfg, prof, prompts: dict, log: dict) -> str:
@@ -37,16 +58,9 @@ def case_study_section(cfg, prof, prompts: dict, log: dict) -> str:
         lines += [cfg.description.strip(), ""]
     lines += ["Fine-tuned with `helpers.train` (sentence-transformers `SentenceTransformerTrainer`, "
               f"MultipleNegativesRankingLoss, scale {cfg.loss_scale}, homogeneous per-task batches, "
-              f"`{cfg.mixing}` mixing) under the `{prof.name}` profile.", "",
-              "### Prompts", "", "Use the per-task prompt names when encoding:", "",
-              "| name | text |", "|---|---|"]
-    for k in sorted(prompts):
-        lines.append(f"| `{k}` | `{prompts[k]}` |")
-    lines += ["", "```python", "from sentence_transformers import SentenceTransformer",
-              "model = SentenceTransformer('PATH')",
-              "q = model.encode(['notify the manager when a P1 incident opens'], prompt_name='step_query')",
-              "d = model.encode(['Send Email (action): ...'], prompt_name='step_document')", "```", "",
-              "### Training data", "", "| task | pairs before cap | objects | after cap | used | steps |",
+              f"`{cfg.mixing}` mixing) under the `{prof.name}` profile.", ""]
+    lines += prompts_lines(prompts)
+    lines += ["### Training data", "", "| task | pairs before cap | objects | after cap | used | steps |",
               "|---|---|---|---|---|---|"]
     data = log.get("data", {})
     for t in cfg.tasks:

@@ -331,7 +331,7 @@ CREATOR = "helpers.mteb"
 
 
 @contextlib.contextmanager
-def _progress_bars(show: bool):
+def datasets_progress_bars(show: bool):
     """``datasets``' progress bars (MTEB maps every corpus through it) on or off while inside."""
     import datasets
 
@@ -367,7 +367,7 @@ def run_mteb(model, data: str | os.PathLike, tasks: Iterable[str] | str | None =
     search = model if hasattr(model, "mteb_model_meta") else mteb_model(model, names)
     options = dict(encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress},
                    show_progress_bar=show_progress, co2_tracker=False, overwrite_strategy="always")
-    with _progress_bars(show_progress):
+    with datasets_progress_bars(show_progress):
         if out is None:
             result = mteb.evaluate(search, task_objs, cache=None, **options)
         else:

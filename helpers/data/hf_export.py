@@ -82,7 +82,7 @@ def export_hf(data: str | os.PathLike, out: str | os.PathLike, overwrite: bool =
     tasks = [t for t in TASKS if (root / "beir" / t).is_dir()]
     if not tasks:
         raise DataError(f"no task folder under beir/ (expected {', '.join(TASKS)})", file=root / "beir")
-    check_output_dir(out, overwrite=overwrite)
+    check_output_dir(out, overwrite=overwrite, flag="OUT")
     counts: dict = {"skipped": {}}
     with datasets_progress_bars(False), atomic_dir(out, overwrite=overwrite, creator=CREATOR) as tmp:
         for task in tasks:

@@ -20,7 +20,6 @@ import sys
 from typing import Sequence
 
 from helpers.evaluation import SPEC_HELP
-from helpers.io import DataError
 from helpers.mteb_tasks import CREATOR, MTEB_NAMES, run_mteb
 from helpers.tasks import EVAL_TASKS, TASKS, validate_tasks
 

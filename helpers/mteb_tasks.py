@@ -101,7 +101,8 @@ def task_metadata(task: str, subsets: Sequence[str] = SUBSETS, path: str = "help
     return TaskMetadata(
         name=MTEB_NAMES[task],
         description=(f"Enterprise-workflow retrieval, {task} task: {kind}. An open, template-generated stand-in for "
-                     "the proprietary data of Béchard & Marquez Ayala (2025), built by `python -m helpers.data build`; "
+                     "the proprietary data of Béchard & Marquez Ayala (2025), built by "
+                     "`python -m helpers.data build`; "
                      "subsets are its splits: dev (IT, held out), ood01-ood10 (ten other business domains) and "
                      "dev-de/es/fr/ja/he (the dev queries written by hand in five languages, documents in English)."),
         reference=PAPER,
@@ -262,7 +263,7 @@ class BM25Search:
         ident = self.retriever.identity()
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={
             "name": "local/bm25", "revision": f"{ident['library'].replace(' ', '-')}-k1{ident['k1']}-b{ident['b']}",
-            "framework": [], "modalities": ["text"], "model_type": ["dense"]})
+            "framework": [], "modalities": ["text"], "model_type": ["sparse"]})
         self.empty: dict[str, int] = {}
 
     def index(self, corpus, *, task_metadata, hf_split, hf_subset, encode_kwargs, num_proc=None, **kwargs) -> None:

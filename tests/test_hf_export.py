@@ -62,7 +62,8 @@ def test_card_configs_load_offline_and_match_the_data_card(exported, tmp_path):
 
     out, counts = exported
     qrels = load_dataset(str(out), "field-qrels", split="qrels", cache_dir=str(tmp_path / "cache"))
-    assert qrels.num_rows == counts["field"]["qrels"] and qrels.column_names == ["split", "query-id", "corpus-id", "score"]
+    assert qrels.num_rows == counts["field"]["qrels"]
+    assert qrels.column_names == ["split", "query-id", "corpus-id", "score"]
     card = (out / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\nlicense: cc-by-4.0\n")
     data_card = DATA_CARD.read_text(encoding="utf-8")

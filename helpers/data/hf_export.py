@@ -141,7 +141,8 @@ def _yaml_header(counts: dict, stats: dict) -> str:
     n = sum(counts[t]["queries"] for t in tasks)
     size = "n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
     header = {
-        "license": "cc-by-4.0", "language": langs, "multilinguality": "multilingual" if len(langs) > 1 else "monolingual",
+        "license": "cc-by-4.0", "language": langs,
+        "multilinguality": "multilingual" if len(langs) > 1 else "monolingual",
         "task_categories": ["text-retrieval"], "task_ids": ["document-retrieval"], "size_categories": [size],
         "pretty_name": "Enterprise-workflow retrieval (open stand-in for Béchard & Marquez Ayala 2025)",
         "tags": ["beir", "mteb", "synthetic", "enterprise-workflows", "multi-task-retrieval"],
@@ -154,7 +155,8 @@ def _yaml_header(counts: dict, stats: dict) -> str:
 
 
 def _counts_table(counts: dict) -> str:
-    rows = ["| task | documents (all splits) | queries | judgments | training pairs | queries left out (no relevant document) |",
+    rows = ["| task | documents (all splits) | queries | judgments | training pairs "
+            "| queries left out (no relevant document) |",
             "|---|---|---|---|---|---|"]
     for t in (t for t in TASKS if t in counts):
         c = counts[t]
@@ -172,7 +174,8 @@ def dataset_card(root: Path, counts: dict) -> str:
     card = DATA_CARD.read_text(encoding="utf-8")
     splits = sorted({s for t in TASKS if t in counts for s in counts["skipped"][t]},
                     key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s))
-    build = ", ".join(f"{k} {stats[k]}" for k in ("dataset_version", "profile", "seed", "source_fingerprint") if k in stats)
+    keys = ("dataset_version", "profile", "seed", "source_fingerprint")
+    build = ", ".join(f"{k} {stats[k]}" for k in keys if k in stats)
     return "\n".join([
         _yaml_header(counts, stats),
         "# Enterprise-workflow retrieval: the open dataset in Hugging Face layout\n",
@@ -201,7 +204,8 @@ def dataset_card(root: Path, counts: dict) -> str:
         "```python\nfrom datasets import DatasetDict, load_dataset\n\n"
         "step = DatasetDict({p: load_dataset(\"parquet\", data_files={p: f\"step/{p}.parquet\"}, split=p)\n"
         "                    for p in (\"corpus\", \"queries\", \"qrels\", \"train\")})\n"
-        "corpus = load_dataset(\"path/to/this/folder\", \"step-corpus\", split=\"corpus\")   # through this card's configs\n"
+        "corpus = load_dataset(\"path/to/this/folder\", \"step-corpus\", split=\"corpus\")  "
+        "# through this card's configs\n"
         "```\n\n`helpers.data.hf_export.load_task(folder, \"step\")` does the first.\n",
         "MTEB: `python -m helpers.mteb --model NAME_OR_PATH --data BUILT_DATASET --out OUT` scores a model on "
         "these tasks from the built dataset (tasks `EnterpriseStepRetrieval`, ...).\n",

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 CLIS = {"data": "helpers.data.__main__", "evaluate": "helpers.evaluate", "train": "helpers.training.cli",
         "bench": "helpers.bench", "bench_train": "helpers.bench_train", "sweep": "helpers.sweep",
-        "check_results": "helpers.check_results", "reproduce": "helpers.reproduce", "models": "helpers.models"}
+        "check_results": "helpers.check_results", "reproduce": "helpers.reproduce", "models": "helpers.models",
+        "merge": "helpers.merge", "fusion": "helpers.fusion", "mteb": "helpers.mteb"}
 
 # The sandbox every probe runs in: a user's files (kept byte-identical) and bad inputs.
 SANDBOX = {
@@ -227,6 +228,37 @@ PROBES = [
     ("models-folder-not-a-model", "models", "check {s}/model_noconfig", "not a model folder"),
     ("models-unknown-command", "models", "download me5-small", "invalid choice"),
     ("models-check-without-name", "models", "check", "name"),
+    # helpers.merge
+    ("merge-out-user-folder", "merge", "--model {s}/model_noconfig --base minilm-l6 --weight 0.5 --out {s}/userdir",
+     "--overwrite"),
+    ("merge-no-base", "merge", "--model {s}/model_noconfig --weight 0.5 --out {s}/m", "--base is needed"),
+    ("merge-sweep-flag-with-weight", "merge",
+     "--model {s}/model_noconfig --base minilm-l6 --weight 0.5 --max-queries 3 --out {s}/m", "only with --choose-on"),
+    ("merge-choose-on-missing", "merge",
+     "--model {s}/model_noconfig --base minilm-l6 --choose-on {s}/nowhere --out {s}/m", "--choose-on"),
+    ("merge-weight-and-choose-on", "merge",
+     "--model {s}/model_noconfig --weight 0.5 --choose-on {ds} --out {s}/m", "not allowed with"),
+    ("merge-max-queries-zero", "merge", "--model {s}/model_noconfig --choose-on {ds} --max-queries 0 --out {s}/m",
+     "--max-queries"),
+    ("merge-unknown-task", "merge",
+     "--model {s}/model_noconfig --base minilm-l6 --choose-on {ds} --tasks stpe --out {s}/m", "stpe"),
+    # helpers.mteb
+    ("mteb-batch-size-zero", "mteb", "--model bm25 --data {ds} --out {s}/mt --batch-size 0", "--batch-size"),
+    ("mteb-out-user-folder", "mteb", "--model bm25 --data {ds} --out {s}/userdir", "--overwrite"),
+    ("mteb-unknown-task", "mteb", "--model bm25 --data {ds} --out {s}/mt --tasks stpe", "stpe"),
+    ("mteb-not-a-dataset", "mteb", "--model bm25 --data {s}/userdir/beir --out {s}/mt", "not a built dataset"),
+    # helpers.data export-hf
+    ("data-export-hf-out-user-folder", "data", "export-hf {ds} {s}/userdir", "--overwrite"),
+    ("data-export-hf-not-a-dataset", "data", "export-hf {s}/userdir/beir {s}/hf", "userdir/beir"),
+    # helpers.fusion
+    ("fusion-not-a-hybrid", "fusion", "--retriever bm25 --data {ds}", "expected a hybrid"),
+    ("fusion-weighted-hybrid", "fusion", "--retriever hybrid:bm25+minilm-l6@0.5 --data {ds}", "without weights"),
+    ("fusion-data-missing", "fusion", "--retriever hybrid:bm25+minilm-l6 --data {s}/nowhere", "--data"),
+    ("fusion-out-user-file", "fusion", "--retriever hybrid:bm25+minilm-l6 --data {ds} --out {s}/user.json",
+     "--overwrite"),
+    ("fusion-unknown-task", "fusion", "--retriever hybrid:bm25+minilm-l6 --data {ds} --tasks stpe", "stpe"),
+    ("fusion-max-queries-zero", "fusion", "--retriever hybrid:bm25+minilm-l6 --data {ds} --max-queries 0",
+     "--max-queries"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers.data {build, validate, check-catalog, export-strings}``."""
+"""Command line: ``python -m helpers.data {build, validate, check-catalog, export-strings, export-hf}``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def _parser() -> Parser:
     sub.add_parser("check-catalog", help="validate data/catalog and print counts")
     e = sub.add_parser("export-strings", help="English test phrasing a translator must cover, as YAML")
     e.add_argument("--lang", required=True)
+    h = sub.add_parser("export-hf", help="a built dataset as Hugging Face parquet (a DatasetDict per task) + card")
+    h.add_argument("folder")
+    h.add_argument("out")
+    h.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT this tool did not create")
     c = sub.add_parser("check-language", help="check a translated language file: coverage, then render dev flows")
     c.add_argument("lang")
     c.add_argument("--flows", type=positive_int, default=200)
@@ -107,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         from helpers.data.translate import export_strings
 
         print(yaml.safe_dump(export_strings(args.lang), allow_unicode=True, sort_keys=False, width=200))
+        return 0
+    if args.cmd == "export-hf":
+        from helpers.data.hf_export import export_hf
+
+        print(json.dumps(export_hf(args.folder, args.out, overwrite=args.overwrite), indent=2))
         return 0
     if args.cmd == "check-language":
         from helpers.data.translate import check_language

@@ -30,9 +30,10 @@ def test_an_epoch_sees_every_group_once_one_task_per_batch():
     assert batches != epoch_batches(groups, 4, seed=1, epoch=1) and batches != epoch_batches(groups, 4, seed=2, epoch=0)
 
 
-@pytest.mark.parametrize("change, field", [({"loss_form": "mean"}, "catalog_loss"), ({"precision": "auto"}, "precision"),
-                                           ({"batch_groups": 0}, "batch_groups"), ({"catalog_sample": -1}, "catalog_sample"),
-                                           ({"learning_rate": 0}, "learning_rate"), ({"warmup_ratio": 1.0}, "warmup_ratio")])
+@pytest.mark.parametrize("change, field", [
+    ({"loss_form": "mean"}, "catalog_loss"), ({"precision": "auto"}, "precision"),
+    ({"batch_groups": 0}, "batch_groups"), ({"catalog_sample": -1}, "catalog_sample"), ({"learning_rate": 0}, "learning_rate"),
+    ({"warmup_ratio": 1.0}, "warmup_ratio")])
 def test_bad_settings_fail_in_one_line_naming_the_field(change, field):
     with pytest.raises(DataError) as e:
         CatalogSettings(**change).check()
@@ -160,8 +161,8 @@ def test_curve_runs_at_its_steps_and_at_the_end_bf16_and_sampled_catalog(pairs, 
         calls.append(1)
         return {"step": 0.5}
 
-    res = train_catalog(_fresh(), pairs, prompts, _settings(max_steps=3, catalog_sample=5, precision="bf16"), curve_steps=[0, 2],
-                        curve=dev, show_progress=False)
+    s = _settings(max_steps=3, catalog_sample=5, precision="bf16")
+    res = train_catalog(_fresh(), pairs, prompts, s, curve_steps=[0, 2], curve=dev, show_progress=False)
     assert [p["step"] for p in res.log["learning_curve"]] == [0, 2, 3] and len(calls) == 3
     full = res.log["catalog"]
     assert all(5 <= r["catalog"] <= full[r["task"]] for r in res.log["records"])

@@ -27,8 +27,9 @@ def test_top_of_bottom_is_the_full_embedding(minilm, top):
     minilm.eval()
     minilm.max_seq_length = 24      # some texts are cut: the same length on both sides
     for prompt in PROMPTS:
-        states = split.bottom(split.tokenize(TEXTS, prompt, 24))
-        assert [s.shape[0] for s in states] == [int(n) for n in split.tokenize(TEXTS, prompt, 24)["attention_mask"].sum(1)]
+        features = split.tokenize(TEXTS, prompt, 24)
+        states = split.bottom(features)
+        assert [s.shape[0] for s in states] == features["attention_mask"].sum(1).tolist()
         with torch.no_grad():
             got = split.top(states)
             got_bf16 = split.top([s.to(torch.bfloat16) for s in states])

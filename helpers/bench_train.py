@@ -16,6 +16,12 @@ batches are full) -- enough to time a step, not to judge quality.
 
     python -m helpers.bench_train                       # both models, 256 pairs each setup
     python -m helpers.bench_train --model me5-small --pairs 512 --data data/generated/cpu-seed0
+
+``--recipe catalog`` compares, instead, the paper's recipe (``ours`` above: in-batch MNRL over pairs, all
+layers) with the catalog recipe (:mod:`helpers.training.catalog_recipe`: query groups against the whole
+task catalog, top ``--top-layers`` layers from cached lower layers), same pairs, same steps, one run:
+pairs/s, query groups/s, seconds per epoch of the loaded pairs (the catalog recipe's one-time cache
+build reported apart). Numbers are printed, never judged here.
 """
 
 from __future__ import annotations
@@ -85,6 +91,68 @@ def bench_one(model: str, setup: str, pairs: int, batch_size: int, plain_len: in
     return row
 
 
+def bench_catalog(model: str, pairs: int, batch_size: int, profile: str, data: str | None, jsonl: Path | None,
+                  steps: int | None, top_layers: int) -> dict:
+    """The catalog recipe on the pairs ``bench_one`` draws (same budget rule and seed), as a table row."""
+    import math
+    import re
+
+    from helpers.models import load_encoder
+    from helpers.profiles import get_profile
+    from helpers.quantize import resolve_precision
+    from helpers.tasks import TASKS, task_prompts
+    from helpers.training.catalog_data import query_groups
+    from helpers.training.catalog_recipe import CatalogSettings, epoch_batches, train_catalog
+    from helpers.training.encoder import fit_max_seq_length
+    from helpers.training.pairs import load_training_pairs, sample_budget
+
+    prof = get_profile(profile)
+    loaded = load_training_pairs(data if data else [jsonl], ["step", "table", "field"])
+    used, _ = sample_budget(loaded, pairs, 42)
+    st = load_encoder(model)
+    base = {k: v for k, v in (st.prompts or {}).items() if not re.search(r"_(query|document)$", k)}
+    prompts = task_prompts(base, list(TASKS), query_side=True, doc_side=False)
+    col = {t: {"anchor": prompts[f"{t}_query"], "positive": prompts[f"{t}_document"]} for t in used}
+    fitted, seq = fit_max_seq_length(st, used, col, prof.max_seq_length, seed=42)
+    settings = CatalogSettings(top_layers=top_layers, batch_groups=batch_size, seed=42,
+                               max_steps=steps or max(1, math.ceil(pairs / batch_size)), max_seq_length=fitted,
+                               task_lengths=seq["per_task"], precision=resolve_precision(prof.train_precision))
+    log = train_catalog(st, used, col, settings, show_progress=False).log
+    # an epoch of the loaded pairs: its batches of query groups at this run's seconds per step
+    full_batches = len(epoch_batches(query_groups(loaded), batch_size, 42, 0))
+    per_step = log["train_seconds"] / max(1, log["steps_this_run"])
+    return {"model": model, "recipe": f"catalog (top {top_layers})", "steps": log["steps_this_run"],
+            "max_seq_length": fitted, "trainable_params": log["trainable_params"],
+            "pairs_per_second": round(log["pairs_per_second"], 2),
+            "groups_per_second": round(log["groups_per_second"], 2),
+            "seconds_per_step": round(per_step, 3), "cache_seconds": log["cache_seconds"],
+            "seconds_per_epoch": round(per_step * full_batches, 1), "epoch_pairs": sum(len(d) for d in loaded.values()),
+            "final_loss": log["records"][-1]["loss"] if log["records"] else None}
+
+
+def recipe_rows(model: str, args, data, jsonl: Path | None, work: Path) -> list[dict]:
+    """The paper recipe (``ours``) and the catalog recipe on the same pairs, one after the other."""
+    paper = bench_one(model, "ours", args.pairs, args.batch_size, args.plain_len, args.profile, data, jsonl,
+                      args.steps, work)
+    catalog = bench_catalog(model, args.pairs, args.batch_size, args.profile, data, jsonl, args.steps, args.top_layers)
+    loaded = catalog["epoch_pairs"]
+    paper.update(recipe="paper (MNRL, all layers)", groups_per_second=None, cache_seconds=0.0, epoch_pairs=loaded,
+                 seconds_per_epoch=round(loaded / paper["pairs_per_second"], 1) if paper["pairs_per_second"] else None)
+    return [paper, catalog]
+
+
+def format_recipe_table(rows: list[dict]) -> str:
+    head = ["model", "recipe", "steps", "trainable", "pairs/s", "groups/s", "s/step", "cache s", "s/epoch",
+            "epoch pairs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        gps = "-" if r["groups_per_second"] is None else f"{r['groups_per_second']:.1f}"
+        lines.append(f"| {r['model']} | {r['recipe']} | {r['steps']} | {r['trainable_params'] / 1e6:.1f}M "
+                     f"| {r['pairs_per_second']:.1f} | {gps} | {r['seconds_per_step']:.2f} | {r['cache_seconds']:.0f} "
+                     f"| {r['seconds_per_epoch']} | {r['epoch_pairs']} |")
+    return "\n".join(lines) + "\n"
+
+
 def format_table(rows: list[dict]) -> str:
     head = ["model", "setup", "seq", "trainable", "steps", "pairs/s", "tokens/s", "s/step", "pad eff", "dev"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -117,6 +185,9 @@ def _parser() -> Parser:
     p.add_argument("--data", default=None, help="dataset builder output: real pairs + dev quality after equal steps")
     p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (default pairs / batch size)")
     add_threads(p)
+    p.add_argument("--recipe", choices=("setups", "catalog"), default="setups",
+                   help="setups: ours vs plain (default); catalog: the paper's recipe vs the catalog recipe")
+    p.add_argument("--top-layers", type=positive_int, default=2, help="layers the catalog recipe trains (default 2)")
     p.add_argument("--json", default=str(REPO / "runs" / "bench_train.json"), help="where to write the JSON")
     p.add_argument("--overwrite", action="store_true", help="replace a --json file this tool did not write")
     return p
@@ -137,11 +208,15 @@ def main(argv=None) -> int:
         work = Path(tmp)
         jsonl = None if args.data else synthetic_pairs(args.pairs, work / "pairs.jsonl")
         for m in models:
+            if args.recipe == "catalog":
+                print(f"[bench_train] {m} / paper recipe, then catalog recipe ...", flush=True)
+                rows += recipe_rows(m, args, args.data, jsonl, work)
+                continue
             for setup in ("ours", "plain"):
                 print(f"[bench_train] {m} / {setup} ...", flush=True)
                 rows.append(bench_one(m, setup, args.pairs, args.batch_size, args.plain_len, args.profile,
                                       args.data, jsonl, args.steps, work))
-    table = format_table(rows)
+    table = format_recipe_table(rows) if args.recipe == "catalog" else format_table(rows)
     print(table, end="")
     import platform
 
@@ -149,7 +224,8 @@ def main(argv=None) -> int:
     atomic_write_json(args.json, {"created_by": CREATOR, "rows": rows, "pairs": args.pairs,
                                   "batch_size": args.batch_size, "plain_len": args.plain_len,
                                   "profile": args.profile, "data": args.data, "threads": torch.get_num_threads(),
-                                  "machine": platform.machine(), "cpus": os.cpu_count(), "table": table})
+                                  "machine": platform.machine(), "cpus": os.cpu_count(), "table": table,
+                                  "recipe": args.recipe})
     print(f"wrote {args.json}")
     return 0
 

@@ -45,8 +45,8 @@ FIELD = "cache_lower_layers"
 
 
 def layer_cache_dir() -> Path:
-    """Where cached layer states live on disk: ``<helpers.models.cache_root()>/layers``."""
-    from helpers.models import cache_root
+    """Where cached layer states live on disk: ``<helpers.workspace.cache_root()>/layers``."""
+    from helpers.workspace import cache_root
 
     return cache_root() / "layers"
 

@@ -58,7 +58,8 @@ def _parser() -> Parser:
         if kind is bool:
             p.add_argument(flag, dest=key, action="store_const", const=True, default=None, help=text)
         else:
-            p.add_argument(flag, dest=key, nargs="+" if kind is list else None, type=str if kind is list else kind, default=None,
+            p.add_argument(flag, dest=key, nargs="+" if kind is list else None, default=None,
+                           type=str if kind is list else kind,   # a list flag's items are strings
                            metavar=key.upper(), help=f"{text} (= --set {key}=...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="set any config key for this run (YAML value: --set learning_rate=2e-4 "

@@ -98,20 +98,28 @@ def summary_table(grid: dict, splits: Iterable[str] | None = None, ood: bool = F
     return table
 
 
-def to_markdown(table: dict[str, dict[str, float]], columns: list[str] | None = None,
-                reference: dict[str, dict[str, float]] | None = None, fmt: str = "{:.2f}") -> str:
-    """A markdown table of ``{row: {column: value}}``; ``reference`` adds "ours (paper)" cells."""
+def to_markdown(table: dict[str, dict[str, float | str]], columns: list[str] | None = None,
+                reference: dict[str, dict[str, float]] | None = None, fmt: str = "{:.2f}", corner: str = "") -> str:
+    """A markdown table of ``{row: {column: value}}``; ``reference`` adds "ours (paper)" cells.
+
+    A ``str`` value is a cell already written (the README's tables, :mod:`helpers.readme_tables`); an
+    empty one stays empty. ``corner`` heads the row labels' column.
+    """
     columns = columns or list(dict.fromkeys(c for r in table.values() for c in r))
-    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+    def line(cells: list[str]) -> str:
+        return "|" + "".join(f" {c} |" if c else " |" for c in cells)
+
+    lines = [line([corner, *columns]), "|---|" + "---|" * len(columns)]
     for row, vals in table.items():
         cells = []
         for c in columns:
             v = vals.get(c)
-            cell = fmt.format(v) if v is not None else "–"
+            cell = v if isinstance(v, str) else fmt.format(v) if v is not None else "–"
             if reference and row in reference and reference[row].get(c) is not None:
                 cell += f" ({fmt.format(reference[row][c])})"
             cells.append(cell)
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append(line([row, *cells]))
     return "\n".join(lines)
 
 

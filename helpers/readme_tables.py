@@ -1,0 +1,431 @@
+"""The README's results tables, written from ``results/`` (pyserini's idea: the command beside the number).
+
+Every results table of README.md sits between two markers this tool owns::
+
+    <!-- results-table: table3 (python -m helpers.readme_tables) -->
+    ...
+    <!-- /results-table -->
+
+``python -m helpers.readme_tables [--readme README.md] [--results results]`` rewrites what lies between
+them from ``results/*.json`` (the paper's columns from ``results/paper.yaml``), in place and atomically;
+nothing outside the markers is touched. Under each table a line names the results files and the command
+that produced the numbers. ``--check`` writes nothing: it prints a unified diff and exits 1 when the
+README differs from what the results give (``tests/test_readme_tables.py`` runs it on the committed
+README). Bad input (no markers, an unknown or unclosed one, a missing results file or number) is one
+line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import yaml
+
+from helpers.cli import Parser, entry
+from helpers.experiments import to_markdown
+from helpers.findings import MINUS, best, fmt_num, fmt_p, fmt_test
+from helpers.io import DataError, atomic_write_text, check_writable
+from helpers.splits import LANGUAGES
+from helpers.tasks import TRAIN_TASKS, get_task
+from helpers.workspace import REPO
+
+TOOL = "python -m helpers.readme_tables"
+OPEN = re.compile(r"^(?P<indent>[ \t]*)<!-- results-table: (?P<name>\S+) \(python -m helpers\.readme_tables\) -->[ \t]*$")
+CLOSE = re.compile(r"^[ \t]*<!-- /results-table -->[ \t]*$")
+NB02, NB03, NB04, NB05, NB06, NB07 = ("02_single_vs_multitask", "03_downsampling_ablation", "04_ood_evaluation",
+                                      "05_multilingual", "06_workflow_retrieval", "07_beyond_the_paper")
+SWEEP, PAPER = "sweep-cpu", "paper"
+TASKS = list(TRAIN_TASKS)
+LABELS = [get_task(t).label for t in TASKS]   # Step@15, Table@5, Field@5
+
+
+class Results:
+    """The results files a table reads, loaded once; every file read is remembered for the source line."""
+
+    def __init__(self, folder: str | Path):
+        self.folder, self.cache, self.read = Path(folder), {}, []
+
+    def path(self, name: str) -> Path:
+        return self.folder / (f"{name}.yaml" if name == PAPER else f"{name}.json")
+
+    def at(self, name: str, *keys: str):
+        """``results/<name>.json`` (or ``paper.yaml``) followed through ``keys``; a missing file or key is
+        a :class:`DataError` naming the file and the dotted field."""
+        path = self.path(name)
+        if name not in self.cache:
+            if not path.is_file():
+                raise DataError("results file not found (--results): run the notebook or command that writes it",
+                                file=path)
+            try:
+                text = path.read_text(encoding="utf-8")
+                self.cache[name] = yaml.safe_load(text) if name == PAPER else json.loads(text)
+            except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+                raise DataError(f"not a readable results file ({e})", file=path) from None
+        if name not in self.read:
+            self.read.append(name)
+        node = self.cache[name]
+        for i, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                raise DataError("not in this results file", file=path, field=".".join(keys[:i + 1]))
+            node = node[key]
+        return node
+
+
+def by_task(values: Mapping[str, float]) -> dict[str, float]:
+    """``{task: value}`` keyed by the paper's column names (``Step@15``, ...)."""
+    return {get_task(t).label: values.get(t) for t in TASKS}
+
+
+def cells(values: Mapping[str, Mapping[str, float | None]], digits: int = 2, bold: Iterable[str] = (),
+          lowest: Iterable[str] = (), notes: Mapping[str, Mapping[str, str]] | None = None) -> dict:
+    """``{row: {column: value}}`` written as cells: ``digits`` decimals, the best value of each column in
+    ``bold`` (highest; in ``lowest``, lowest) in bold, every row that reaches it on a tie, then
+    `` (note)`` where ``notes`` has one. A missing value is an empty cell."""
+    marked = {(r, c) for c in bold for r in best({r: v.get(c) for r, v in values.items()})}
+    marked |= {(r, c) for c in lowest for r in best({r: v.get(c) for r, v in values.items()}, highest=False)}
+    out: dict = {}
+    for r, row in values.items():
+        for c, v in row.items():
+            text = "" if v is None else fmt_num(v, digits)
+            text = f"**{text}**" if (r, c) in marked else text
+            note = (notes or {}).get(r, {}).get(c)
+            out.setdefault(r, {})[c] = f"{text} ({note})" if note else text
+    return out
+
+
+def merge(*tables: Mapping[str, Mapping[str, str]]) -> dict:
+    """Cells of the same rows from several :func:`cells` calls (columns written with different digits)."""
+    out: dict = {}
+    for t in tables:
+        for r, row in t.items():
+            out.setdefault(r, {}).update(row)
+    return out
+
+
+def transpose(table: Mapping[str, Mapping[str, str]]) -> dict:
+    out: dict = {}
+    for r, row in table.items():
+        for c, v in row.items():
+            out.setdefault(c, {})[r] = v
+    return out
+
+
+def notebook_command(name: str) -> str:
+    """The command that re-runs the notebook writing ``results/<name>.json`` in the cpu profile."""
+    return f"python -m helpers.reproduce --profile cpu --only '{name[:2]}_*'"
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+# Each table is a function of the results returning its markdown and, when the numbers do not come from a
+# notebook, the command that made them. TABLES maps the marker's NAME to it.
+
+TABLES: dict[str, Callable[[Results], tuple[str, str | None]]] = {}
+
+
+def table(name: str):
+    def register(fn):
+        TABLES[name] = fn
+        return fn
+    return register
+
+
+def _lr(rate: float) -> str:
+    mantissa, exp = f"{rate:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"
+
+
+def _sweep_command(records: list[dict]) -> str:
+    variants = " ".join(dict.fromkeys(r["variant"] for r in records))
+    steps = records[0]["steps"]
+    return f"python -m helpers.sweep --variant {variants} --steps {steps} --threads {records[0]['threads']} --report"
+
+
+@table("sweep-lr")
+def _sweep_lr(res: Results):
+    recs = [res.at(SWEEP, "variants", v) for v in ("lr=5e-5@120", "lr=1e-4@120", "lr=2e-4@120", "top4@120")]
+    start = recs[1]["curve"][0]   # step 0 is the base encoder, the same for every variant of this sample
+    rows = {f"base `me5-small` (step {start['step']})": by_task(start["dev"])}
+    for rec in recs:
+        top = rec["changes"].get("train_top_layers")
+        label = f"lr {_lr(rec['learning_rate'])}" + (f", only the top {top} of 12 layers trained" if top else "")
+        rows[label] = by_task(rec["curve"][-1]["dev"])
+    corner = f"dev sample, after {recs[0]['steps']} steps"
+    return to_markdown(cells(rows, 3, bold=LABELS), LABELS, corner=corner), _sweep_command(recs)
+
+
+def curve_markdown(points: list[dict]) -> str:
+    """A learning curve (points with ``step``, ``train_seconds`` and ``dev`` = {task: value}) as a table with
+    one column per evaluated step; the best value of each task in bold."""
+    cols = {str(p["step"]): p for p in points}
+    secs = cells({c: {"training seconds": p["train_seconds"]} for c, p in cols.items()}, 0)
+    recall = cells({c: by_task(p["dev"]) for c, p in cols.items()}, 3, bold=LABELS)
+    return to_markdown(transpose(merge(secs, recall)), list(cols), corner="steps")
+
+
+@table("sweep-240")
+def _sweep_240(res: Results):
+    rec = res.at(SWEEP, "variants", "lr=2e-4@240")
+    return curve_markdown(rec["curve"]), _sweep_command([rec])
+
+
+@table("sweep-960")
+def _sweep_960(res: Results):
+    rec = res.at(SWEEP, "variants", "lr=2e-4@960")
+    return curve_markdown(rec["curve"]), _sweep_command([rec])
+
+
+@table("sweep-precision")
+def _sweep_precision(res: Results):
+    recs = {"fp32": res.at(SWEEP, "variants", "lr=2e-4,fp32@120"),
+            "bf16 autocast": res.at(SWEEP, "variants", "lr=2e-4,bf16@120")}
+    steps = {r["steps"] for r in recs.values()}.pop()
+    speed, secs = "pairs/s", f"training s to step {steps}"
+    table_ = merge(cells({n: {speed: r["steady"]["pairs_per_second"]} for n, r in recs.items()}, 1, bold=[speed]),
+                   cells({n: {secs: r["curve"][-1]["train_seconds"]} for n, r in recs.items()}, 0, lowest=[secs]),
+                   cells({n: by_task(r["curve"][-1]["dev"]) for n, r in recs.items()}, 3))
+    corner = f"{steps} steps, lr {_lr(next(iter(recs.values()))['learning_rate'])}"
+    return to_markdown(table_, [speed, secs, *LABELS], corner=corner), _sweep_command(list(recs.values()))
+
+
+@table("curve-multitask")
+def _curve_multitask(res: Results):
+    points = res.at(NB02, "summary", "curve", "multitask")
+    if not all("dev" in p for p in points):
+        points = _flat_curve(points, res.at(NB02, "training", "multitask", "steps"), res.path(NB02))
+    return curve_markdown(points), None
+
+
+def _flat_curve(points: list[dict], last: int, path: Path) -> list[dict]:
+    """Curve points as notebook 02 saved them before it kept their step numbers (the task ``step``
+    overwrote the key): the steps are the learning-curve callback's, the config's ``curve_steps`` under
+    the run's last step and the last step itself."""
+    schedule = yaml.safe_load((REPO / "configs" / "multitask.yaml").read_text(encoding="utf-8"))["curve_steps"]
+    steps = [s for s in schedule if s < last] + [last]
+    if len(steps) != len(points):
+        raise DataError(f"{len(points)} curve points but configs/multitask.yaml's curve_steps give {steps}: "
+                        f"re-run the notebook ({notebook_command(NB02)})", file=path, field="summary.curve")
+    return [{"step": s, "train_seconds": p["train_seconds"], "dev": {t: p[t] for t in TASKS}}
+            for s, p in zip(steps, points)]
+
+
+@table("table3")
+def _table3(res: Results):
+    t3, paper = res.at(NB02, "summary", "table3"), res.at(PAPER, "table3_dev")
+    single = {res.at(NB02, "training", f"single_{t}", "steps") for t in TASKS}
+    multi = res.at(NB02, "training", "multitask", "steps") // len(TASKS)
+    rows = {  # label: (our row, the paper's row)
+        "BM25": (t3["BM25"], None), "minilm-l6 (base)": (res.at(NB02, "summary", "dev", "minilm-l6"), None),
+        "me5-small (base)": (t3["me5-small (base)"], None),
+        f"single-task models ({'/'.join(map(str, sorted(single)))} steps each)":
+            (t3["single-task models"], paper["single-task"]),
+        f"one multi-task model ({multi} steps per task)": (t3["one multi-task model"], paper["multi-task"]),
+        "multi-task + downsampled (K=20)": (t3["multi-task + downsampled"], paper["multi-task + downsampled"])}
+    return _with_paper(rows, "dev, ours (paper)"), None
+
+
+def _with_paper(rows: Mapping[str, tuple[dict, dict | None]], corner: str) -> str:
+    """Our recall per task beside the paper's, ``0.56 (0.77)``, the best of ours in each column in bold."""
+    notes = {label: {get_task(t).label: fmt_num(v, 2) for t, v in ref.items()}
+             for label, (_, ref) in rows.items() if ref}
+    ours = {label: by_task(values) for label, (values, _) in rows.items()}
+    return to_markdown(cells(ours, 2, bold=LABELS, notes=notes), LABELS, corner=corner)
+
+
+def _tests_table(tests: Mapping[str, Mapping[str, dict]], corner: str = "") -> str:
+    return to_markdown({label: {get_task(t).label: fmt_test(r[t]) for t in TASKS} for label, r in tests.items()},
+                       LABELS, corner=corner)
+
+
+@table("table3-tests")
+def _table3_tests(res: Results):
+    rows = {f"multi-task {MINUS} me5-small": "multi - base", f"multi-task {MINUS} BM25": "multi - bm25",
+            f"multi-task {MINUS} single-task": "multi - single", f"downsampled {MINUS} multi-task": "downsampled - multi"}
+    return _tests_table({label: res.at(NB02, "summary", "tests", key) for label, key in rows.items()}), None
+
+
+@table("caps")
+def _caps(res: Results):
+    dev, tests = res.at(NB03, "summary", "dev"), res.at(NB03, "summary", "tests")
+    order = ["none"] + sorted((k for k in dev if k != "none"), key=lambda k: int(k.removeprefix("K=")))
+    notes = {k: {get_task(t).label: f"{fmt_num(r['delta'], 3, signed=True)}, {fmt_p(r['p_value'])}"
+                 for t, r in tests[k].items()} for k in order if k != "none"}
+    return to_markdown(cells({k: by_task(dev[k]) for k in order}, 3, bold=LABELS, notes=notes), LABELS,
+                       corner="cap K"), None
+
+
+@table("head-tail")
+def _head_tail(res: Results):
+    ht = res.at(NB03, "summary", "head_tail")
+    rows = {k: {f"{t} {g}": ht[k][t][g] for t in TASKS for g in ("head", "tail")} for k in ("none", "K=20")}
+    return to_markdown(cells(rows, 3), list(rows["none"])), None
+
+
+@table("table4")
+def _table4(res: Results):
+    ood, paper = res.at(NB04, "summary", "ood_weighted"), res.at(PAPER, "table4_ood")
+    rows = {"BM25": (ood["bm25"], paper["bm25"]), "minilm-l6": (ood["minilm-l6"], None),
+            "me5-small (base)": (ood["me5-small"], paper["mE5-small"]), "single-task models": (ood["single-task"], None),
+            "multi-task": (ood["multi-task"], paper["mGTE-base multi-task"]),
+            "multi-task + downsampled": (ood["multi-task + downsampled"], None),
+            "hybrid BM25 + multi-task ds": (ood["hybrid (BM25 + multi-task ds)"], None)}
+    return _with_paper(rows, "OOD weighted average, ours (paper)"), None
+
+
+@table("table4-tests")
+def _table4_tests(res: Results):
+    rows = {"me5-small (base)": "multi-task - me5-small", "BM25": "multi-task - bm25",
+            "single-task models": "multi-task - single-task", "downsampled model": "multi-task - multi-task + downsampled"}
+    tests = {label: res.at(NB04, "summary", "tests", key) for label, key in rows.items()}
+    return _tests_table(tests, corner="multi-task against"), None
+
+
+@table("table5")
+def _table5(res: Results):
+    avg, paper = res.at(NB05, "summary", "avg_translated"), res.at(PAPER, "table5_multilingual_avg")
+    rows = {"BM25": (avg["bm25"], None), "minilm-l6 (English-only)": (avg["minilm-l6"], None),
+            "me5-small (base)": (avg["me5-small"], paper["mGTE-base"]),
+            "multi-task": (avg["multi-task"], paper["mGTE-base multi-task"]),
+            "multi-task + downsampled": (avg["multi-task + downsampled"], None)}
+    return _with_paper(rows, f"avg over {'/'.join(LANGUAGES)}, ours (paper)"), None
+
+
+@table("table6")
+def _table6(res: Results):
+    wf, paper = res.at(NB06, "summary", "workflow_recall5"), res.at(PAPER, "table6_workflow")
+    domains = [s for s in res.at(NB06, "grid", "bm25", "workflow") if s != "dev"]
+    ood = f"OOD average, {len(domains)} domains (paper: 3 OOD splits)"
+    rows = {"BM25": "bm25", "minilm-l6": "minilm-l6", "me5-small (base)": "me5-small", "multi-task": "multi-task",
+            "multi-task + downsampled": "multi-task + downsampled"}
+    values = {label: {"dev": wf[k]["dev"], ood: wf[k]["ood_avg"]} for label, k in rows.items()}
+    notes = {"BM25": {ood: fmt_num(paper["bm25"]["workflow"], 2)},
+             "me5-small (base)": {ood: f"mGTE-base {fmt_num(paper['mGTE-base']['workflow'], 2)}"},
+             "multi-task + downsampled": {ood: "mGTE-base multi-task "
+                                               f"{fmt_num(paper['mGTE-base multi-task']['workflow'], 2)}"}}
+    return to_markdown(cells(values, 2, bold=["dev", ood], notes=notes), ["dev", ood]), None
+
+
+@table("workflow-diagnosis")
+def _workflow_diagnosis(res: Results):
+    diag, exposure = res.at(NB06, "summary", "dev_diagnosis"), res.at(NB06, "summary", "exposure")
+    rows = {"base me5-small": "base me5-small (its own prefix)", "multi-task, ablation budget": None,
+            "multi-task, headline budget": None, "cap 20, ablation budget": None,
+            "cap 20, headline budget (downsampled)": None,
+            "cap 20, ablation budget, trained without instructions": "cap 20, ablation budget, no instructions"}
+    prompts = {"workflow instruction (untrained)": "workflow instruction (untrained)",
+               "step instruction": "step instruction", "bare `query: `": "bare prefix"}
+    keys = {label: key or label for label, key in rows.items()}
+    # a base encoder has no training log: it trained 0 steps and saw no pool
+    steps = {label: {"steps": str(exposure[k]["steps"]) if k in exposure else "0"} for label, k in keys.items()}
+    passes = cells({label: {"table pool passes": exposure.get(k, {}).get("table", {}).get("passes")}
+                    for label, k in keys.items()}, 2, bold=["table pool passes"])
+    recall = cells({label: {col: diag[k].get(p) for col, p in prompts.items()} for label, k in keys.items()}, 3,
+                   bold=list(prompts))
+    return to_markdown(merge(steps, passes, recall), ["steps", "table pool passes", *prompts], corner="model"), None
+
+
+@table("instructions")
+def _instructions(res: Results):
+    instr = res.at(NB07, "summary", "instructions")
+    rows = {"trained with instructions, queried with them": "trained with, queried with",
+            "the same model queried without them": "trained with, queried without",
+            "trained and queried without instructions": "trained without, queried without"}
+    return to_markdown(cells({label: by_task(instr[k]) for label, k in rows.items()}, 2, bold=LABELS), LABELS), None
+
+
+@table("hybrid")
+def _hybrid(res: Results):
+    hyb = res.at(NB07, "summary", "hybrid_dev")
+    rows = {"BM25": "bm25", "me5-small": "me5-small", "multi-task + downsampled": "multi-task ds",
+            "hybrid BM25 + me5-small": "hybrid bm25 + me5-small", "hybrid BM25 + multi-task ds": "hybrid bm25 + multi-task ds"}
+    return to_markdown(cells({label: by_task(hyb[k]) for label, k in rows.items()}, 2, bold=LABELS), LABELS), None
+
+
+# ------------------------------------------------------------------------------------------------- the README
+
+def block(name: str, res: Results) -> list[str]:
+    """The lines between ``name``'s markers: its table, a blank line, where the numbers come from."""
+    res.read = []
+    markdown, command = TABLES[name](res)
+    files = " and ".join(f"`results/{res.path(n).name}`" for n in res.read)
+    runs = [command] if command else [notebook_command(n) for n in res.read if n not in (PAPER, SWEEP)]
+    source = (f"<sub>From {files}; the numbers: {', '.join(f'`{c}`' for c in runs)}; "
+              f"the table: `{TOOL}`.</sub>")
+    return [*markdown.splitlines(), "", source]
+
+
+def render(text: str, results: str | Path, readme: str | Path = "README.md") -> str:
+    """``text`` (a README) with every results table rewritten from ``results``; the rest unchanged."""
+    lines, out, seen, res = text.split("\n"), [], {}, Results(results)
+    i = 0
+    while i < len(lines):
+        m = OPEN.match(lines[i])
+        if CLOSE.match(lines[i]):
+            raise DataError("a closing <!-- /results-table --> without its opening marker", file=readme, line=i + 1)
+        out.append(lines[i])
+        i += 1
+        if not m:
+            continue
+        name, indent = m["name"], m["indent"]
+        if name not in TABLES:
+            raise DataError(f"unknown results table {name!r}; known: {', '.join(TABLES)}", file=readme, line=i)
+        if name in seen:
+            raise DataError(f"results table {name!r} appears twice (first on line {seen[name]})", file=readme, line=i)
+        seen[name] = i
+        end = next((j for j in range(i, len(lines)) if CLOSE.match(lines[j]) or OPEN.match(lines[j])), None)
+        if end is None or OPEN.match(lines[end]):
+            raise DataError(f"results table {name!r} has no closing <!-- /results-table -->", file=readme, line=i)
+        out.extend(indent + line if line else "" for line in block(name, res))
+        out.append(lines[end])
+        i = end + 1
+    if not seen:
+        raise DataError(f"no results-table markers: nothing to generate (put <!-- results-table: NAME ({TOOL}) --> "
+                        f"and <!-- /results-table --> around a table; names: {', '.join(TABLES)})", file=readme)
+    missing = [n for n in TABLES if n not in seen]
+    if missing:
+        raise DataError(f"no markers for the results table(s) {', '.join(missing)}", file=readme)
+    return "\n".join(out)
+
+
+def _parser() -> Parser:
+    p = Parser(prog=TOOL, description=__doc__.split("\n\n")[0])
+    p.add_argument("--readme", default=str(REPO / "README.md"), help="the README to rewrite (default: the repository's)")
+    p.add_argument("--results", default=str(REPO / "results"), help="folder of the results files (default results/)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if the README differs")
+    return p
+
+
+@entry
+def main(argv=None) -> int:
+    """Exit status 0 (up to date, or rewritten), 1 (``--check``: the README differs) or 2 (bad input)."""
+    args = _parser().parse_args(argv)
+    readme = Path(args.readme)
+    if not readme.is_file():
+        raise DataError("README not found (--readme)", file=readme)
+    if not Path(args.results).is_dir():
+        raise DataError("results folder not found (--results)", file=args.results)
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 ({e.reason})", file=readme) from None
+    new = render(text, args.results, readme)
+    if new == text:
+        print(f"{readme}: {len(TABLES)} results tables up to date")
+        return 0
+    if args.check:
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(keepends=True), new.splitlines(keepends=True),
+                                                   f"{readme} (committed)", f"{readme} (from {args.results})"))
+        print(f"{readme}: results tables differ from {args.results}; rewrite them with `{TOOL}`")
+        return 1
+    check_writable(readme, flag="--readme")
+    atomic_write_text(readme, new)
+    print(f"{readme}: {len(TABLES)} results tables rewritten from {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The README's results tables are what ``python -m helpers.readme_tables`` writes from ``results/`` (issue 25).
+
+The first test is the one that fails when the README and the results disagree; the others show that it
+can fail (one changed number) and that bad input ends in one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers.readme_tables import TABLES, main, render
+from helpers.workspace import REPO
+
+README = REPO / "README.md"
+
+
+def test_committed_readme_equals_what_the_results_give():
+    text = README.read_text(encoding="utf-8")
+    assert render(text, REPO / "results", README) == text, \
+        "README results tables differ from results/: run `python -m helpers.readme_tables` (or --check for the diff)"
+
+
+def test_every_generated_table_is_in_the_readme_once_with_its_command():
+    text = README.read_text(encoding="utf-8")
+    for name in TABLES:
+        assert text.count(f"<!-- results-table: {name} (python -m helpers.readme_tables) -->") == 1, name
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines.count("<!-- /results-table -->") == len(TABLES)
+    assert sum(line.startswith("<sub>From `results/") for line in lines) == len(TABLES)
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """A copy of the README and the results, to change without touching the repository."""
+    shutil.copy2(README, tmp_path / "README.md")
+    shutil.copytree(REPO / "results", tmp_path / "results")
+    return tmp_path
+
+
+def _run(copy: Path, *args: str) -> int:
+    return main(["--readme", str(copy / "README.md"), "--results", str(copy / "results"), *args])
+
+
+def test_check_passes_on_the_copy_and_fails_on_one_changed_number(copy, capsys):
+    assert _run(copy, "--check") == 0
+    path = copy / "results" / "02_single_vs_multitask.json"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    res["summary"]["table3"]["BM25"]["step"] = 0.1234
+    path.write_text(json.dumps(res), encoding="utf-8")
+    before = (copy / "README.md").read_bytes()
+    capsys.readouterr()
+    assert _run(copy, "--check") == 1
+    out = capsys.readouterr().out
+    assert "-| BM25 | 0.37 |" in out and "+| BM25 | 0.12 |" in out
+    assert (copy / "README.md").read_bytes() == before          # --check writes nothing
+    assert _run(copy) == 0                                        # without it the table is rewritten
+    text = (copy / "README.md").read_text(encoding="utf-8")
+    assert "| BM25 | 0.12 |" in text and _run(copy, "--check") == 0
+    # only the lines between the markers changed
+    diff = [(a, b) for a, b in zip(before.decode().splitlines(), text.splitlines()) if a != b]
+    assert diff == [("| BM25 | 0.37 | 0.77 | 0.56 |", "| BM25 | 0.12 | 0.77 | 0.56 |")]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_missing_results_file_is_one_line_and_exit_2(copy, capsys):
+    (copy / "results" / "04_ood_evaluation.json").unlink()
+    before = (copy / "README.md").read_bytes()
+    assert _run(copy) == 2
+    assert "04_ood_evaluation.json" in _one_error_line(capsys)
+    assert (copy / "README.md").read_bytes() == before
+
+
+def test_missing_number_names_the_file_and_field(copy, capsys):
+    path = copy / "results" / "06_workflow_retrieval.json"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    del res["summary"]["workflow_recall5"]
+    path.write_text(json.dumps(res), encoding="utf-8")
+    assert _run(copy, "--check") == 2
+    line = _one_error_line(capsys)
+    assert "06_workflow_retrieval.json" in line and "summary.workflow_recall5" in line
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda t: t.replace("<!-- results-table: ", "<!-- table: ").replace("<!-- /results-table -->", ""),
+     "no results-table markers"),
+    (lambda t: t.replace("results-table: caps (", "results-table: capz ("), "unknown results table 'capz'"),
+    (lambda t: t.replace("<!-- /results-table -->\n\n- **With the task mix", "\n- **With the task mix"),
+     "has no closing"),
+    (lambda t: t.replace("<!-- results-table: hybrid (python -m helpers.readme_tables) -->\n", ""),
+     "without its opening marker"),
+])
+def test_bad_markers_are_one_line_and_exit_2(copy, capsys, edit, expected):
+    readme = copy / "README.md"
+    text = edit(readme.read_text(encoding="utf-8"))
+    assert text != readme.read_text(encoding="utf-8"), "the edit must change the README"
+    readme.write_text(text, encoding="utf-8")
+    assert _run(copy) == 2
+    assert expected in _one_error_line(capsys)
+    assert readme.read_text(encoding="utf-8") == text
+
+
+def test_missing_readme_or_results_folder_is_exit_2(copy, capsys):
+    assert main(["--readme", str(copy / "nope.md"), "--results", str(copy / "results")]) == 2
+    assert "nope.md" in _one_error_line(capsys)
+    assert main(["--readme", str(copy / "README.md"), "--results", str(copy / "nothing")]) == 2
+    assert "nothing" in _one_error_line(capsys)

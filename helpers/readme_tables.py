@@ -35,7 +35,8 @@ from helpers.tasks import TRAIN_TASKS, get_task
 from helpers.workspace import REPO
 
 TOOL = "python -m helpers.readme_tables"
-OPEN = re.compile(r"^(?P<indent>[ \t]*)<!-- results-table: (?P<name>\S+) \(python -m helpers\.readme_tables\) -->[ \t]*$")
+OPEN = re.compile(r"^(?P<indent>[ \t]*)<!-- results-table: (?P<name>\S+) "
+                  r"\(python -m helpers\.readme_tables\) -->[ \t]*$")
 CLOSE = re.compile(r"^[ \t]*<!-- /results-table -->[ \t]*$")
 NB02, NB03, NB04, NB05, NB06, NB07 = ("02_single_vs_multitask", "03_downsampling_ablation", "04_ood_evaluation",
                                       "05_multilingual", "06_workflow_retrieval", "07_beyond_the_paper")
@@ -244,7 +245,8 @@ def _tests_table(tests: Mapping[str, Mapping[str, dict]], corner: str = "") -> s
 @table("table3-tests")
 def _table3_tests(res: Results):
     rows = {f"multi-task {MINUS} me5-small": "multi - base", f"multi-task {MINUS} BM25": "multi - bm25",
-            f"multi-task {MINUS} single-task": "multi - single", f"downsampled {MINUS} multi-task": "downsampled - multi"}
+            f"multi-task {MINUS} single-task": "multi - single",
+            f"downsampled {MINUS} multi-task": "downsampled - multi"}
     return _tests_table({label: res.at(NB02, "summary", "tests", key) for label, key in rows.items()}), None
 
 
@@ -269,7 +271,8 @@ def _head_tail(res: Results):
 def _table4(res: Results):
     ood, paper = res.at(NB04, "summary", "ood_weighted"), res.at(PAPER, "table4_ood")
     rows = {"BM25": (ood["bm25"], paper["bm25"]), "minilm-l6": (ood["minilm-l6"], None),
-            "me5-small (base)": (ood["me5-small"], paper["mE5-small"]), "single-task models": (ood["single-task"], None),
+            "me5-small (base)": (ood["me5-small"], paper["mE5-small"]),
+            "single-task models": (ood["single-task"], None),
             "multi-task": (ood["multi-task"], paper["mGTE-base multi-task"]),
             "multi-task + downsampled": (ood["multi-task + downsampled"], None),
             "hybrid BM25 + multi-task ds": (ood["hybrid (BM25 + multi-task ds)"], None)}
@@ -279,7 +282,8 @@ def _table4(res: Results):
 @table("table4-tests")
 def _table4_tests(res: Results):
     rows = {"me5-small (base)": "multi-task - me5-small", "BM25": "multi-task - bm25",
-            "single-task models": "multi-task - single-task", "downsampled model": "multi-task - multi-task + downsampled"}
+            "single-task models": "multi-task - single-task",
+            "downsampled model": "multi-task - multi-task + downsampled"}
     tests = {label: res.at(NB04, "summary", "tests", key) for label, key in rows.items()}
     return _tests_table(tests, corner="multi-task against"), None
 
@@ -341,7 +345,8 @@ def _instructions(res: Results):
 def _hybrid(res: Results):
     hyb = res.at(NB07, "summary", "hybrid_dev")
     rows = {"BM25": "bm25", "me5-small": "me5-small", "multi-task + downsampled": "multi-task ds",
-            "hybrid BM25 + me5-small": "hybrid bm25 + me5-small", "hybrid BM25 + multi-task ds": "hybrid bm25 + multi-task ds"}
+            "hybrid BM25 + me5-small": "hybrid bm25 + me5-small",
+            "hybrid BM25 + multi-task ds": "hybrid bm25 + multi-task ds"}
     return to_markdown(cells({label: by_task(hyb[k]) for label, k in rows.items()}, 2, bold=LABELS), LABELS), None
 
 
@@ -393,7 +398,8 @@ def render(text: str, results: str | Path, readme: str | Path = "README.md") -> 
 
 def _parser() -> Parser:
     p = Parser(prog=TOOL, description=__doc__.split("\n\n")[0])
-    p.add_argument("--readme", default=str(REPO / "README.md"), help="the README to rewrite (default: the repository's)")
+    p.add_argument("--readme", default=str(REPO / "README.md"),
+                   help="the README to rewrite (default: the repository's)")
     p.add_argument("--results", default=str(REPO / "results"), help="folder of the results files (default results/)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff if the README differs")
     return p

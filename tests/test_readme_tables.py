@@ -113,3 +113,24 @@ def test_missing_readme_or_results_folder_is_exit_2(copy, capsys):
     assert "nope.md" in _one_error_line(capsys)
     assert main(["--readme", str(copy / "README.md"), "--results", str(copy / "nothing")]) == 2
     assert "nothing" in _one_error_line(capsys)
+
+
+def test_curve_in_the_training_log_shape_gives_the_same_table(copy):
+    """Notebook 02 now saves curve points as the training log has them (``step`` number beside ``dev``);
+    the committed results, written before, lost the step numbers, which come from the config then."""
+    import yaml
+
+    path = copy / "results" / "02_single_vs_multitask.json"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    flat = res["summary"]["curve"]["multitask"]
+    schedule = yaml.safe_load((REPO / "configs" / "multitask.yaml").read_text())["curve_steps"]
+    last = res["training"]["multitask"]["steps"]
+    steps = [s for s in schedule if s < last] + [last]
+    res["summary"]["curve"]["multitask"] = [{"step": s, "train_seconds": p["train_seconds"],
+                                             "dev": {t: p[t] for t in ("step", "table", "field")}}
+                                            for s, p in zip(steps, flat)]
+    path.write_text(json.dumps(res), encoding="utf-8")
+    assert _run(copy, "--check") == 0
+    res["summary"]["curve"]["multitask"][-1]["step"] = 200
+    path.write_text(json.dumps(res), encoding="utf-8")
+    assert _run(copy, "--check") == 1

@@ -58,10 +58,9 @@ def finding(name: str, per_task: Mapping[str, Mapping[str, float]], alpha: float
     groups: dict[str, list[str]] = {}
     for task, r in per_task.items():
         groups.setdefault(verdict(r, alpha), []).append(f"{task} {fmt_test(r)}")
-    if len(groups) == 1:
+    if len(groups) == 1 and len(per_task) > 1:
         (v, items), = groups.items()
-        scope = "every task" if len(items) > 1 else "its one task"
-        return f"{name}: {v} on {scope} ({'; '.join(items)})"
+        return f"{name}: {v} on every task ({'; '.join(items)})"
     return f"{name}: " + "; ".join(f"{v} on {_join(items)}" for v, items in groups.items())
 
 

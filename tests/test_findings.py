@@ -30,7 +30,7 @@ def test_a_finding_groups_tasks_by_verdict():
     assert mixed.startswith("ds - multi: no significant difference on step")
     assert f"; lower on table {MINUS}0.040" in mixed and "; higher on field +0.020" in mixed
     assert findings_lines({"a": {"step": _test(0.1, 0.5)}}) == [
-        "a: no significant difference on its one task (step +0.100 [0.080, 0.120], p = 0.50)"]
+        "a: no significant difference on step +0.100 [0.080, 0.120], p = 0.50"]
 
 
 def test_best_keeps_ties_and_leaders_name_them():

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLIS = {"data": "helpers.data.__main__", "evaluate": "helpers.evaluate", "train": "helpers.training.cli",
         "bench": "helpers.bench", "bench_train": "helpers.bench_train", "sweep": "helpers.sweep",
         "check_results": "helpers.check_results", "reproduce": "helpers.reproduce", "models": "helpers.models",
-        "merge": "helpers.merge", "fusion": "helpers.fusion", "mteb": "helpers.mteb"}
+        "merge": "helpers.merge", "fusion": "helpers.fusion", "mteb": "helpers.mteb",
+        "readme_tables": "helpers.readme_tables"}
 
 # The sandbox every probe runs in: a user's files (kept byte-identical) and bad inputs.
 SANDBOX = {
@@ -67,6 +68,10 @@ SANDBOX = {
     "results_nosummary/00_x.json": '{"profile": "cpu"}\n',
     "results_ok/00_x.json": '{"summary": {"a": {"b": 0.5}}}\n',
     "runs/smoke/sweep/lr=1e-4@30.json": "{truncated\n",
+    "readme/table3.md": "# mine\n<!-- results-table: table3 (python -m helpers.readme_tables) -->\n"
+                        "<!-- /results-table -->\n",
+    "readme/unknown.md": "<!-- results-table: tabel3 (python -m helpers.readme_tables) -->\n<!-- /results-table -->\n",
+    "readme/unclosed.md": "<!-- results-table: table3 (python -m helpers.readme_tables) -->\n| a |\n",
 }
 
 
@@ -193,6 +198,20 @@ PROBES = [
     ("sweep-data-missing", "sweep", "--profile smoke --variant top4 --steps 2 --data {s}/nowhere --json {s}/s.json",
      "no train/ folder"),
     ("sweep-threads-zero", "sweep", "--threads 0", "--threads"),
+    # helpers.readme_tables
+    ("readme-tables-no-markers", "readme_tables", "--readme {s}/userdir/README.md --results {s}/results_ok",
+     "no results-table markers"),
+    ("readme-tables-readme-missing", "readme_tables", "--readme {s}/nope.md --results {s}/results_ok",
+     "README not found (--readme)"),
+    ("readme-tables-results-missing", "readme_tables", "--readme {s}/readme/table3.md --results {s}/nowhere",
+     "results folder not found (--results)"),
+    ("readme-tables-results-file-missing", "readme_tables", "--readme {s}/readme/table3.md --results {s}/results_ok",
+     "02_single_vs_multitask.json: results file not found"),
+    ("readme-tables-unknown-table", "readme_tables", "--readme {s}/readme/unknown.md --results {s}/results_ok",
+     "unknown results table 'tabel3'"),
+    ("readme-tables-unclosed", "readme_tables", "--readme {s}/readme/unclosed.md --results {s}/results_ok --check",
+     "has no closing"),
+    ("readme-tables-unknown-flag", "readme_tables", "--chek", "--chek"),
     # helpers.check_results
     ("check-results-bad-yaml", "check_results", "--results {s}/results_ok --expected {s}/expected/badyaml.yaml",
      "invalid YAML"),

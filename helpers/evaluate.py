@@ -20,14 +20,13 @@ The evaluation itself lives in :mod:`helpers.evaluation` (:func:`~helpers.evalua
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from helpers.cli import Parser, entry
+from helpers.cli import Parser, entry, log_warnings
 from helpers.evaluation import (SPEC_HELP, check_known_task, check_specs, evaluate_folder,  # noqa: F401
                                 evaluate_path, evaluate_retriever, format_table, make_retriever, sample_queries,
                                 select_folders, spec_parts, split_group)
@@ -66,8 +65,7 @@ def build_parser() -> Parser:
 @entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_warnings()
     # Every input is checked before the (possibly long) evaluation starts.
     if any(k < 1 for k in args.k):
         raise DataError(f"--k values must be >= 1, got {args.k}")

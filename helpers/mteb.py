@@ -14,11 +14,10 @@ already there are kept. The tasks, prompts and conventions are in :mod:`helpers.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Sequence
 
-from helpers.cli import Parser, entry, positive_int
+from helpers.cli import Parser, entry, log_warnings, positive_int
 from helpers.evaluation import SPEC_HELP
 from helpers.mteb_tasks import CREATOR, MTEB_NAMES, run_mteb
 from helpers.tasks import EVAL_TASKS, TASKS, validate_tasks
@@ -42,8 +41,7 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m helpers.mteb``: exit code 0, or 2 for bad input (one line on stderr, nothing written)."""
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_warnings()
     try:
         tasks = validate_tasks(args.tasks)
     except ValueError as e:

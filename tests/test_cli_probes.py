@@ -314,6 +314,17 @@ def test_bad_input_fails_with_one_line_and_changes_nothing(probe_id, cli, argv, 
     assert snapshot(*roots) == before, "a file was changed, removed or added"
 
 
+def test_every_command_line_of_the_package_is_probed():
+    """A new ``python -m helpers.<tool>`` must join CLIS (and so get probes): modules with a ``__main__``
+    block or a ``__main__.py``, the ``helpers.train`` shim standing for ``helpers.training.cli``."""
+    found = set()
+    for path in (REPO / "helpers").rglob("*.py"):
+        if path.name == "__main__.py" or 'if __name__ == "__main__":' in path.read_text(encoding="utf-8"):
+            found.add(".".join(path.relative_to(REPO).with_suffix("").parts))
+    found = {"helpers.training.cli" if m == "helpers.train" else m for m in found}
+    assert found == set(CLIS.values())
+
+
 def test_the_probes_cover_every_cli_and_enough_cases():
     assert {cli for _, cli, _, _ in PROBES} == set(CLIS)
     assert len(PROBES) >= 100   # the README says "over a hundred"

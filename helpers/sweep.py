@@ -166,9 +166,6 @@ def plot_records(records: dict, path: Path) -> Path:
     (marked as this tool's, so a later ``--plot`` may replace it)."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from helpers.io import atomic_write_bytes

@@ -99,7 +99,7 @@ def bench_catalog(model: str, pairs: int, batch_size: int, profile: str, data: s
 
     from helpers.models import load_encoder
     from helpers.profiles import get_profile
-    from helpers.quantize import resolve_precision
+    from helpers.precision import resolve_precision
     from helpers.tasks import TASKS, task_prompts
     from helpers.training.catalog_data import query_groups
     from helpers.training.catalog_recipe import CatalogSettings, epoch_batches, train_catalog

@@ -124,11 +124,20 @@ def scatter_cost_quality(points: dict[str, tuple[float, float]], xlabel: str, yl
     return fig
 
 
+#: The x axes of :func:`learning_curves`: a curve point's key and its axis label.
+CURVE_X = {"step": "optimizer steps", "train_seconds": "training seconds",
+           "seconds": "training wall-clock seconds (cache build included)"}
+
+
 def learning_curves(curves: dict[str, list[dict]], tasks=("step", "table", "field"), title: str = "",
                     x: str = "step"):
-    """Dev recall per task against training steps (``x="step"``) or training seconds
-    (``x="train_seconds"``): one panel per task, one line per run. ``curves[run]`` is a train log's
-    ``learning_curve`` (points with ``step``, ``train_seconds`` and ``dev`` = {task: value})."""
+    """Dev recall per task against training steps (``x="step"``), training seconds (``x="train_seconds"``,
+    evaluation excluded) or training wall-clock seconds (``x="seconds"``: ``train_seconds`` plus any one-time
+    preparation of the run, the catalog recipe's lower-layer cache, as :mod:`helpers.sweep` records it): one
+    panel per task, one line per run. ``curves[run]`` is a train log's ``learning_curve`` (points with
+    ``step``, ``train_seconds`` and ``dev`` = {task: value}) or a sweep record's ``curve``."""
+    if x not in CURVE_X:
+        raise ValueError(f"x must be one of {', '.join(CURVE_X)}, got {x!r}")
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.2), sharey=False)
     for ax, task in zip(np.atleast_1d(axes), tasks):
         for name, points in curves.items():
@@ -138,7 +147,7 @@ def learning_curves(curves: dict[str, list[dict]], tasks=("step", "table", "fiel
                 ax.plot(xs, ys, marker="o", label=name)
         if x == "step":
             ax.set_xscale("symlog", linthresh=15)
-        ax.set_xlabel("optimizer steps" if x == "step" else "training seconds")
+        ax.set_xlabel(CURVE_X[x])
         ax.set_title(task)
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("dev recall (sample)")

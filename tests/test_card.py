@@ -21,3 +21,19 @@ def test_section_has_prompts_data_lengths_metrics_and_config():
     assert "trained at max_seq_length 64" in text and "saved with 512" in text
     assert "| fine-tuned | dev | step | Step@15 | 0.5000 | 10 | 20 |" in text
     assert "cap_per_positive: 20" in text
+
+
+def test_the_card_names_the_recipe_and_its_settings():
+    from helpers.training.card import recipe_line
+
+    paper = TrainConfig.from_dict({"tasks": ["step"], "train_top_layers": 4})
+    assert "recipe `paper`" in recipe_line(paper, get_profile("smoke"), {}) and "top 4 layers" in \
+        recipe_line(paper, get_profile("smoke"), {})
+    cfg = TrainConfig.from_dict({"tasks": ["step"], "recipe": "catalog", "catalog_sample": 64})
+    log = {"resolved": {"train_top_layers": 2, "cache_dtype": "bf16", "cache_lower_layers": "memory",
+                        "catalog_sample": 64, "catalog_loss": "each", "batch_size": 32},
+           "training": {"global_step": 30, "catalog": {"cut_layer": 10, "batches_per_epoch": 15}}}
+    line = recipe_line(cfg, get_profile("smoke"), log)
+    for text in ("recipe `catalog`", "top 2 transformer layers", "cut after layer 10", "bf16 in memory",
+                 "64 objects of its task's catalog", "form `each`", "32 query groups", "2 epoch(s)"):
+        assert text in line, text

@@ -81,7 +81,7 @@ def _truncated_safetensors() -> bytes:
 
 
 # (id, cli, argv; {s}: the sandbox, {ds}: a small built dataset, {ex}: data/examples,
-#  {cfg}: configs/example.yaml; text the error line must hold)
+#  {cfg}: configs/example.yaml, {cat}: configs/multitask-catalog.yaml; text the error line must hold)
 PROBES = [
     # helpers.data
     ("data-build-out-is-a-file", "data", "build --out {s}/notes.txt --profile smoke", "must be a folder"),
@@ -163,6 +163,14 @@ PROBES = [
      "--model {s}/no-such-model", "no-such-model"),
     ("train-model-folder-not-a-model", "train", "--config {cfg} --profile smoke --out {s}/run --no-eval "
      "--model {s}/model_noconfig", "not a model folder"),
+    ("train-top-layers-beyond-the-model", "train", "--config {cat} --profile smoke --data {ds} --out {s}/run "
+     "--no-eval --set train_top_layers=9", "field 'train_top_layers': must be between 1 and the model's 6 layers, got 9"),
+    ("train-catalog-key-with-paper-recipe", "train", "--config {cfg} --profile smoke --out {s}/run "
+     "--set catalog_loss=sum", "catalog_loss applies to the catalog recipe only"),
+    ("train-paper-key-with-catalog-recipe", "train", "--config {cat} --profile smoke --data {ds} --out {s}/run "
+     "--set hard_negatives=bm25", "hard_negatives applies to the paper recipe only"),
+    ("train-layer-cache-dir-is-a-file", "train", "--config {cat} --profile smoke --data {ds} --out {s}/run "
+     "--set layer_cache_dir={s}/notes.txt", "the layer cache folder is a file"),
     # helpers.bench
     ("bench-unknown-retriever", "bench", "--retrievers bm25 bm26 --n-docs 10 --n-queries 2", "unknown retriever"),
     ("bench-missing-data", "bench", "--retrievers bm25 --data {s}/nowhere", "folder not found (--data)"),
@@ -293,6 +301,11 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("CASE_STUDY_DATA", str(s / "generated"))
     monkeypatch.delenv("CASE_STUDY_PROFILE", raising=False)
     monkeypatch.delenv("HELPERS_TRACEBACK", raising=False)
+    # a probe that fails once the model is loaded (train_top_layers beyond its layers) would otherwise show
+    # transformers' "Loading weights" progress bar above its error line
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(hf_logging, "_tqdm_active", False)
     return s
 
 
@@ -318,8 +331,8 @@ def repo_outputs() -> list[Path]:
 
 @pytest.mark.parametrize("probe_id, cli, argv, expected", PROBES, ids=[p[0] for p in PROBES])
 def test_bad_input_fails_with_one_line_and_changes_nothing(probe_id, cli, argv, expected, sandbox, tiny, capsys):
-    args = [a.format(s=sandbox, ds=tiny, ex=REPO / "data" / "examples", cfg=REPO / "configs" / "example.yaml")
-            for a in shlex.split(argv)]
+    args = [a.format(s=sandbox, ds=tiny, ex=REPO / "data" / "examples", cfg=REPO / "configs" / "example.yaml",
+                     cat=REPO / "configs" / "multitask-catalog.yaml") for a in shlex.split(argv)]
     roots = [sandbox, tiny, *repo_outputs()]
     before = snapshot(*roots)
     main = importlib.import_module(CLIS[cli]).main

@@ -84,3 +84,33 @@ def test_extends_errors_name_the_file_that_set_the_value(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: nowhere\n")
     with pytest.raises(DataError, match="nowhere.yaml"):
         TrainConfig.from_yaml(tmp_path / "orphan.yaml")
+
+
+def test_recipe_keys_are_checked_and_never_silently_ignored(tmp_path):
+    cfg = TrainConfig.from_yaml(REPO / "configs" / "multitask-catalog.yaml")
+    assert (cfg.recipe, cfg.train_top_layers, cfg.budget_per_task) == ("catalog", 2, False)
+    assert TrainConfig.from_dict({"tasks": ["step"]}).recipe == "paper"
+    for bad, field in (({"recipe": "fast"}, "recipe"), ({"recipe": "catalog", "cache_lower_layers": "ram"},
+                                                         "cache_lower_layers"),
+                       ({"recipe": "catalog", "cache_dtype": "fp16"}, "cache_dtype"),
+                       ({"recipe": "catalog", "catalog_loss": "mean"}, "catalog_loss"),
+                       ({"recipe": "catalog", "catalog_sample": 0}, "catalog_sample"),
+                       ({"recipe": "catalog", "layer_cache_dir": 3}, "layer_cache_dir")):
+        with pytest.raises(DataError, match=f"field '{field}'"):
+            TrainConfig.from_dict({"tasks": ["step"], **bad})
+    # a catalog key under the paper recipe, a paper key under the catalog recipe: one line naming it
+    with pytest.raises(DataError, match=r"field 'catalog_loss'.*catalog recipe only"):
+        TrainConfig.from_dict({"tasks": ["step"], "catalog_loss": "sum"})
+    for key, value in (("hard_negatives", "bm25"), ("train_pairs", 640), ("mixing", "temperature"),
+                       ("freeze_embeddings", False), ("eval_steps", 10)):
+        with pytest.raises(DataError, match=fr"field '{key}'.*paper recipe only") as e:
+            TrainConfig.from_dict({"tasks": ["step"], "recipe": "catalog", key: value})
+        assert "\n" not in str(e.value)
+    ok = TrainConfig.from_dict({"tasks": ["step"], "recipe": "catalog", "train_pairs": "all", "eval_steps": 0,
+                                "catalog_sample": "1e2", "catalog_loss": "sum", "cache_lower_layers": "memory"})
+    assert ok.catalog_sample == 100
+    # an inherited paper key is named with the file and line that set it
+    (tmp_path / "c.yaml").write_text("extends: multitask\nrecipe: catalog\n")
+    (tmp_path / "multitask.yaml").write_text((REPO / "configs" / "multitask.yaml").read_text())
+    with pytest.raises(DataError, match=r"multitask\.yaml:\d+.*budget_per_task.*paper recipe only"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")

@@ -131,7 +131,7 @@ def test_cache_folder_that_is_a_file_fails_in_one_line(split, tmp_path):
     with pytest.raises(DataError) as e:
         LayerCache(split, 32, folder=f)
     msg = str(e.value)
-    assert "is a file" in msg and "cache_lower_layers" in msg and str(f) in msg and "\n" not in msg
+    assert "is a file" in msg and "layer_cache_dir" in msg and str(f) in msg and "\n" not in msg
 
 
 def test_cache_dir_is_under_the_one_cache_variable(monkeypatch, tmp_path):

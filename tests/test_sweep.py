@@ -3,6 +3,8 @@ tests/test_trainer.py::test_learning_curve_top_layers_and_per_task_length)."""
 
 import json
 
+import pytest
+
 from helpers import sweep
 
 
@@ -35,7 +37,8 @@ def test_report_gathers_records_and_tables_the_last_point(tmp_path):
     (tmp_path / "lr=1e-4@30.json").write_text(json.dumps(rec))
     records, table = sweep.report(tmp_path)
     assert list(records) == ["lr=1e-4@30"]
-    assert "| lr=1e-4@30 | 30 | fp32 | 2.50 | 21.0M | 0.450 | 0.800 | 0.750 |" in table
+    # a record written before curve points had seconds: no time column for it
+    assert "| lr=1e-4@30 | 30 | fp32 | 2.50 | 21.0M | nan | 0.450 | 0.800 | 0.750 |" in table
 
 
 def test_report_keeps_the_records_of_an_earlier_report(tmp_path, monkeypatch, capsys):
@@ -60,3 +63,53 @@ def test_report_keeps_the_records_of_an_earlier_report(tmp_path, monkeypatch, ca
 def test_cli_rejects_zero_steps(capsys):
     assert sweep.main(["--variant", "top4", "--steps", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: --steps: must be an integer >= 1, got 0")
+
+
+def test_every_variant_gives_a_valid_config_and_catalog_ones_build_their_own_cache():
+    for name in sweep.VARIANTS:
+        cfg = sweep.variant_config(name, 30, "smoke", 50)
+        assert cfg.max_steps == 30 and cfg.curve_steps == [0, 15, 30] and cfg.curve_queries == 50
+        if name.startswith("catalog"):
+            assert cfg.recipe == "catalog" and cfg.cache_lower_layers == "memory" and cfg.train_pairs is None
+        else:
+            assert cfg.recipe == "paper" and cfg.train_pairs == 30 * 16 and not cfg.budget_per_task
+
+
+def test_seconds_count_the_cache_build_and_the_plot_is_this_tools_png(tmp_path, monkeypatch, capsys):
+    def rec(variant, steps, cache, points):
+        return {"created_by": sweep.CREATOR, "variant": variant, "steps": steps, "trainable_params": 3e6,
+                "cache_seconds": cache, "curve": [{"step": s, "train_seconds": t, "dev": {"step": v, "table": v,
+                                                                                          "field": v}}
+                                                  for s, t, v in points]}
+    paper = rec("lr=1e-4", 30, 0.0, [(0, 0.0, 0.3), (30, 90.0, 0.5)])
+    catalog = rec("catalog", 60, 12.0, [(0, 0.0, 0.3), (60, 40.0, 0.6)])
+    assert [p["seconds"] for p in sweep.curve_with_seconds(catalog)] == [12.0, 52.0]
+    assert [p["seconds"] for p in sweep.curve_with_seconds(paper)] == [0.0, 90.0]
+    runs = tmp_path / "runs"
+    (runs / "sweep").mkdir(parents=True)
+    for r in (paper, catalog):
+        (runs / "sweep" / f"{r['variant']}@{r['steps']}.json").write_text(json.dumps(r))
+    import helpers.workspace
+    monkeypatch.setattr(helpers.workspace, "runs_dir", lambda profile: runs)
+    png = tmp_path / "recipes.png"
+    argv = ["--report", "--json", str(tmp_path / "r.json"), "--plot", str(png)]
+    assert sweep.main(argv) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "| catalog@60 | 60 |" in capsys.readouterr().out
+    assert sweep.main(argv) == 0   # its own plot is replaced; a user's file is not
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"\x89PNG\r\n\x1a\nmy picture")
+    assert sweep.main(["--report", "--json", str(tmp_path / "r.json"), "--plot", str(mine)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and mine.read_bytes().endswith(b"my picture")
+    assert sweep.main(["--report", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.svg")]) == 2
+    assert "--plot must name a .png file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_catalog_variant_records_its_curve_in_seconds(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("CASE_STUDY_CACHE", str(tmp_path / "cache"))
+    rec = sweep.run_variant("catalog", 2, "smoke", tiny, 0, tmp_path / "sweep", curve_queries=5)
+    assert rec["recipe"] == "catalog" and rec["cache_seconds"] > 0 and [p["step"] for p in rec["curve"]] == [0, 2]
+    assert [p["seconds"] for p in rec["curve"]] == [round(p["train_seconds"] + rec["cache_seconds"], 1)
+                                                   for p in rec["curve"]]
+    assert json.loads((tmp_path / "sweep" / "catalog@2.json").read_text()) == rec
+    assert not (tmp_path / "cache").exists()   # built in memory: this run paid for its own cache

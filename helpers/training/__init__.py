@@ -7,6 +7,8 @@
 - :mod:`~helpers.training.callbacks`: the step-counting Trainer and its callbacks.
 - :mod:`~helpers.training.card`: sentence-transformers' model card plus this study's section.
 - :mod:`~helpers.training.trainer`: :func:`train`, the run in stages.
+- :mod:`~helpers.training.catalog_recipe`, :mod:`~helpers.training.catalog_stage`: the catalog recipe (cached
+  lower layers, query groups against their task's whole catalog) and its place in :func:`train`.
 - :mod:`~helpers.training.cli`: ``python -m helpers.train``.
 
 Evaluation during and after training goes through :mod:`helpers.evaluation`, like every other.
@@ -15,4 +17,5 @@ Evaluation during and after training goes through :mod:`helpers.evaluation`, lik
 #: Revision of what a run trains for a given config and data. ``helpers.experiments.trained_model`` keys
 #: its cached runs on it, so bump it when a code change alters the batches, loss or schedule of a run.
 #: 2: every batch full (``FullBatchNoDuplicatesSampler``), not the short end-of-pass batches.
-TRAINER_REVISION = 2
+#: 3: the config key ``recipe`` (``catalog``: :mod:`helpers.training.catalog_stage`) and its keys.
+TRAINER_REVISION = 3

@@ -184,11 +184,15 @@ def drop_if_empty(out: Path, ckpt_dir: Path, created_out: bool) -> None:
 
 
 def clear_checkpoints(ckpt_dir: Path) -> None:
-    """Remove the ``checkpoint-<step>`` folders the Trainer wrote in ``ckpt_dir`` (a fresh run must not
-    resume from them); any other file there is kept."""
+    """Remove the ``checkpoint-<step>`` folders the Trainer wrote in ``ckpt_dir`` and the catalog recipe's
+    ``checkpoint-<step>.pt`` files (a fresh run must not resume from them); any other file there is kept."""
     for ckpt in ckpt_dir.glob("checkpoint-*"):
-        if ckpt.is_dir() and not ckpt.is_symlink() and ckpt.name.removeprefix("checkpoint-").isdigit():
+        if ckpt.is_symlink():
+            continue
+        if ckpt.is_dir() and ckpt.name.removeprefix("checkpoint-").isdigit():
             shutil.rmtree(ckpt)
+        elif ckpt.is_file() and ckpt.suffix == ".pt" and ckpt.stem.removeprefix("checkpoint-").isdigit():
+            ckpt.unlink()
     with contextlib.suppress(OSError):
         ckpt_dir.rmdir()   # only if empty
 

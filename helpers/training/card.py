@@ -49,6 +49,30 @@ def prompts_lines(prompts: dict) -> list[str]:
                     "d = model.encode(['Send Email (action): ...'], prompt_name='step_document')", "```", ""]
 
 
+def recipe_line(cfg, prof, log: dict) -> str:
+    """Markdown: which recipe trained the model, with the settings that define it."""
+    if cfg.recipe != "catalog":
+        top = f", top {cfg.train_top_layers} layers trained" if cfg.train_top_layers else ""
+        return ("Fine-tuned with `helpers.train`, recipe `paper` (sentence-transformers `SentenceTransformerTrainer`, "
+                f"MultipleNegativesRankingLoss, scale {cfg.loss_scale}, homogeneous per-task batches, "
+                f"`{cfg.mixing}` mixing{top}) under the `{prof.name}` profile.")
+    res = log.get("resolved", {})
+    tr = log.get("training", {})
+    cat = tr.get("catalog", {})
+    epochs = f"{tr['global_step'] / cat['batches_per_epoch']:.3g}" if cat.get("batches_per_epoch") else "?"
+    sample = res.get("catalog_sample")
+    scored = "its task's whole training catalog" if sample is None else f"{sample} objects of its task's catalog"
+    where = "on disk" if res.get("cache_lower_layers") == "disk" else "in memory"
+    return ("Fine-tuned with `helpers.train`, recipe `catalog` (`helpers.training.catalog_recipe`) under the "
+            f"`{prof.name}` profile: the top {res.get('train_top_layers')} transformer layers trained on the frozen "
+            f"lower layers' states (cut after layer {cat.get('cut_layer', '?')}, cached once per text, "
+            f"{res.get('cache_dtype')} {where}); "
+            f"every training query with all its gold objects scored against {scored} (multi-positive InfoNCE, "
+            f"form `{res.get('catalog_loss')}`, scale {cfg.loss_scale}), batches of {res.get('batch_size')} query "
+            f"groups of one task, {epochs} epoch(s) over every training pair, learning rate "
+            f"{cfg.learning_rate}.")
+
+
 def case_study_section(cfg, prof, prompts: dict, log: dict) -> str:
     """Markdown: how this model was trained here, and how to encode with it."""
     import yaml
@@ -56,9 +80,7 @@ def case_study_section(cfg, prof, prompts: dict, log: dict) -> str:
     lines = ["## Case study: multi-task instruction fine-tuning", ""]
     if cfg.description:
         lines += [cfg.description.strip(), ""]
-    lines += ["Fine-tuned with `helpers.train` (sentence-transformers `SentenceTransformerTrainer`, "
-              f"MultipleNegativesRankingLoss, scale {cfg.loss_scale}, homogeneous per-task batches, "
-              f"`{cfg.mixing}` mixing) under the `{prof.name}` profile.", ""]
+    lines += [recipe_line(cfg, prof, log), ""]
     lines += prompts_lines(prompts)
     lines += ["### Training data", "", "| task | pairs before cap | objects | after cap | used | steps |",
               "|---|---|---|---|---|---|"]

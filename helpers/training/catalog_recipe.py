@@ -135,6 +135,12 @@ def epoch_batches(groups: Mapping[str, list], batch_groups: int, seed: int, epoc
     return [batches[i] for i in mix]
 
 
+def run_steps(groups: Mapping[str, list], s: CatalogSettings) -> tuple[int, int]:
+    """``(batches per epoch, optimizer steps of the run)``: ``max_steps``, else ``ceil(epochs x batches)``."""
+    per_epoch = len(epoch_batches(groups, s.batch_groups, s.seed, 0))
+    return per_epoch, s.max_steps or max(1, math.ceil(per_epoch * s.epochs))
+
+
 def _task_prompts(prompts: Mapping, task: str) -> tuple[str, str]:
     """``(query prompt, document prompt)`` of a task from the trainer's column prompts."""
     if task not in prompts or not {"anchor", "positive"} <= set(prompts[task]):
@@ -157,8 +163,7 @@ def _prepare(model, datasets: Mapping, prompts: Mapping, s: CatalogSettings, cac
             caches[length] = LayerCache(split, length, cache_dir, s.cache_dtype, progress=progress)
         caches[length].ensure([g.query for g in groups[task]], qp)
         caches[length].ensure(catalogs[task].texts, dp)
-    per_epoch = len(epoch_batches(groups, s.batch_groups, s.seed, 0))
-    total = s.max_steps or max(1, math.ceil(per_epoch * s.epochs))
+    per_epoch, total = run_steps(groups, s)
     return _State(s, split, groups, catalogs, prompts, caches, per_epoch, total)
 
 
@@ -226,6 +231,12 @@ def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
         if tail.isdigit():
             found.append((int(tail), p))
     return sorted(found)
+
+
+def latest_checkpoint_file(folder: str | Path) -> str | None:
+    """The newest ``checkpoint-<step>.pt`` in ``folder`` (what ``resume=True`` continues from), or None."""
+    found = _checkpoints(Path(folder))
+    return str(found[-1][1]) if found else None
 
 
 def _save_checkpoint(state: _State, folder: Path, step: int) -> None:

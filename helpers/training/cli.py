@@ -189,8 +189,9 @@ def _check_eval_splits(cfg: TrainConfig, profile: str, args) -> None:
 def _interrupted(out: Path, argv: list[str]) -> str:
     """The one line Ctrl-C ends a run with: the last checkpoint and how to continue from it."""
     from helpers.training.callbacks import latest_checkpoint
+    from helpers.training.catalog_recipe import latest_checkpoint_file
 
-    last = latest_checkpoint(out / "checkpoints")
+    last = latest_checkpoint(out / "checkpoints") or latest_checkpoint_file(out / "checkpoints")
     if last is None:
         return f"interrupted before the first checkpoint (none in {out / 'checkpoints'}); nothing to resume"
     again = argv + ([] if "--resume" in argv else ["--resume"])

@@ -7,6 +7,7 @@ the file, line and field.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -17,6 +18,28 @@ from helpers.precision import AUTO
 from helpers.tasks import TRAIN_TASKS, UnknownTaskError, get_task, validate_tasks
 
 MIXINGS = ("proportional", "round_robin", "temperature")
+RECIPES = ("paper", "catalog")        # helpers.training.trainer (paper) or helpers.training.catalog_stage
+CACHE_PLACES = ("memory", "disk")
+#: Keys only the catalog recipe reads (``null``: its default); set with ``recipe: paper`` they are refused.
+CATALOG_ONLY = ("cache_lower_layers", "layer_cache_dir", "cache_dtype", "catalog_sample", "catalog_loss")
+#: Keys only the paper recipe reads, and why the catalog recipe has no use for them; a value other than the
+#: default with ``recipe: catalog`` is refused (``train_pairs: all`` and ``eval_steps: 0`` say what it does).
+PAPER_ONLY = {
+    "train_pairs": "trains on every pair for `epochs` epochs or `max_steps` steps",
+    "budget_per_task": "trains on every pair for `epochs` epochs or `max_steps` steps",
+    "task_mix": "trains on every pair for `epochs` epochs or `max_steps` steps",
+    "mixing": "shuffles the batches of all tasks together, in proportion to their query groups",
+    "temperature": "shuffles the batches of all tasks together, in proportion to their query groups",
+    "hard_negatives": "scores every query against its task's whole catalog: every other object is a negative",
+    "num_negatives": "scores every query against its task's whole catalog: every other object is a negative",
+    "hn_range_min": "scores every query against its task's whole catalog: every other object is a negative",
+    "hn_range_max": "scores every query against its task's whole catalog: every other object is a negative",
+    "hn_relative_margin": "scores every query against its task's whole catalog: every other object is a negative",
+    "freeze_embeddings": "always freezes everything below its trained top layers, the embeddings included",
+    "pad_to_max_length": "runs its top layers on cached states, never padded to a fixed length",
+    "eval_steps": "evaluates during training through its learning curve (curve_steps) only",
+}
+_CATALOG_DEFAULTS = {"train_pairs": (None, "all"), "eval_steps": (None, 0)}
 TASK_MIXES = ("capped", "uncapped")   # per-task quotas of the budget: from the capped or the uncapped pools
 HARD_NEGATIVES = (None, "model", "bm25")
 
@@ -120,7 +143,15 @@ class TrainConfig:
     weight_decay: float = 0.01
     freeze_embeddings: bool = True
     precision: str | None = None             # "fp32", "bf16" mixed precision or "auto" (bf16 if native; None: the profile's)
-    train_top_layers: int | None = None      # train only the top N transformer layers (None: all)
+    train_top_layers: int | None = None      # train only the top N transformer layers (None: all; catalog: 2)
+    # the recipe: "paper" (in-batch MNRL over pairs, SentenceTransformerTrainer) or "catalog" (query groups
+    # against their task's whole catalog, top layers from cached lower layers: helpers.training.catalog_stage)
+    recipe: str = "paper"
+    cache_lower_layers: str | None = None    # catalog: "disk" (null) or "memory"
+    layer_cache_dir: str | None = None       # catalog, on disk: the folder (null: $CASE_STUDY_CACHE/layers)
+    cache_dtype: str | None = None           # catalog: cached states stored "bf16" (null) or "fp32"
+    catalog_sample: int | None = None        # catalog: objects scored per step (null: the whole catalog)
+    catalog_loss: str | None = None          # catalog: "each" (null) or "sum" (helpers.training.catalog_loss)
     # frequency-based downsampling
     cap_per_positive: int | None = None
     cap_per_task: dict[str, int] | None = None
@@ -201,6 +232,7 @@ class TrainConfig:
         self._check_tasks(bad)
         self._check_ranges(bad)
         self._check_flags_and_lists(bad)
+        self._check_recipe(bad)
 
     def _check_numbers(self, bad) -> None:
         for name, (kind, nullable) in number_fields().items():
@@ -220,7 +252,7 @@ class TrainConfig:
         for name in ("name", "description", "base_model", "mixing", "dev_split", "task_mix"):
             if not isinstance(getattr(self, name), str):
                 bad(f"{name} must be a string, got {getattr(self, name)!r}", name)
-        for name in ("data_dir", "corpora", "hard_negatives"):
+        for name in ("data_dir", "corpora", "hard_negatives", "layer_cache_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 bad(f"{name} must be a string or null, got {getattr(self, name)!r}", name)
 
@@ -259,7 +291,7 @@ class TrainConfig:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
         for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",
                      "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs", "train_top_layers",
-                     "curve_queries"):
+                     "curve_queries", "catalog_sample"):
             v = getattr(self, name)
             if isinstance(v, int) and v < 1:
                 bad(f"{name} must be a positive integer{' or null' if number_fields()[name][1] else ''}, "
@@ -296,6 +328,27 @@ class TrainConfig:
         if any(n is None or n < 0 for n in numbers):
             bad(f"curve_steps must be a list of step numbers >= 0, got {steps!r}", "curve_steps")
         self.curve_steps = sorted(set(numbers))
+
+    def _check_recipe(self, bad) -> None:
+        """The recipe's choices, and no key the other recipe would silently ignore."""
+        from helpers.training.catalog_loss import FORMS
+        from helpers.training.layer_cache import DTYPES
+
+        for name, allowed in (("recipe", RECIPES), ("cache_lower_layers", (None,) + CACHE_PLACES),
+                              ("cache_dtype", (None,) + DTYPES), ("catalog_loss", (None,) + FORMS)):
+            if getattr(self, name) not in allowed:
+                choices = ", ".join("null" if a is None else repr(a) for a in allowed)
+                bad(f"{name} must be one of {choices}, got {getattr(self, name)!r}", name)
+        if self.recipe == "paper":
+            for name in CATALOG_ONLY:
+                if getattr(self, name) is not None:
+                    bad(f"{name} applies to the catalog recipe only; set recipe: catalog or remove it", name)
+            return
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, why in PAPER_ONLY.items():
+            if getattr(self, name) not in _CATALOG_DEFAULTS.get(name, (defaults[name],)):
+                bad(f"{name} applies to the paper recipe only (the catalog recipe {why}); remove it or set "
+                    f"{name}: {json.dumps(defaults[name])}", name)
 
     def as_dict(self) -> dict:
         return asdict(self)

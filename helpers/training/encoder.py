@@ -45,12 +45,14 @@ def freeze_lower_layers(model, top: int) -> int:
     there. Returns the number of newly frozen parameters.
     """
     from helpers.io import DataError
+    from helpers.training.split_encoder import check_top_layers
 
     backbone = model[0].auto_model
     layers = list(getattr(getattr(backbone, "encoder", None), "layer", []) or [])
     if not layers:
         raise DataError("train_top_layers needs a BERT-style encoder (encoder.layer); this model has none",
                         field="train_top_layers")
+    check_top_layers(top, len(layers))   # more layers than the model has would silently train them all
     frozen = [backbone.embeddings] + layers[:max(0, len(layers) - top)]
     n = 0
     for module in frozen:

@@ -40,8 +40,8 @@ from helpers.training.split_encoder import SplitEncoder
 logger = logging.getLogger(__name__)
 
 DTYPES = ("bf16", "fp32")
-#: The config key a cache folder comes from; named in errors about it.
-FIELD = "cache_lower_layers"
+#: The config key a cache folder comes from (helpers.training.config); named in errors about it.
+FIELD = "layer_cache_dir"
 
 
 def layer_cache_dir() -> Path:

@@ -37,6 +37,14 @@ class Resolved:
     frozen_params: int
     data_source: str | list
     eval_root: str | None
+    # the recipe and its keys (helpers.training.config; the catalog ones None under the paper recipe)
+    recipe: str = "paper"
+    train_top_layers: int | None = None   # None: every layer trained
+    cache_lower_layers: str | None = None
+    layer_cache_dir: str | None = None
+    cache_dtype: str | None = None
+    catalog_sample: int | None = None     # None: the whole catalog
+    catalog_loss: str | None = None
 
 
 def resolved(spec, data, base, enc, ts) -> Resolved:
@@ -49,20 +57,28 @@ def resolved(spec, data, base, enc, ts) -> Resolved:
         precision=spec.settings.train_precision, mixing_sampler=ts.mixing, prompts=base.prompts,
         trained_prompts=base.col_prompts, params=enc.n_params, frozen_params=enc.n_frozen,
         data_source=[str(s) for s in source] if isinstance(source, list) else str(source),
-        eval_root=str(data.eval_root) if data.eval_root else None)
+        eval_root=str(data.eval_root) if data.eval_root else None, train_top_layers=spec.cfg.train_top_layers)
 
 
 def run_log(spec, data, base, mined, enc, ts, timings: dict) -> dict:
     """The run log as far as training goes; evaluation is added on save."""
+    return assemble_log(spec, data, mined, enc, resolved(spec, data, base, enc, ts),
+                        training_record(ts.trainer, ts.out, ts.curve, spec.world_size, timings["train_seconds"]),
+                        timings)
+
+
+def assemble_log(spec, data, mined, enc, res: Resolved, training: dict, timings: dict) -> dict:
+    """The log's top level, the same for every recipe: what ran (config, profile, ``resolved``), on what
+    data, its ``training`` record and timings, and the environment."""
     import torch
 
     return {
         "name": spec.cfg.name, "config": spec.cfg.as_dict(), "profile": spec.prof.as_dict(),
-        "resolved": asdict(resolved(spec, data, base, enc, ts)),
+        "resolved": asdict(res),
         "data": {"loaded": data.loaded, "downsampling": data.ds_report, "used": data.used_counts,
                  "after_mining": {t: len(ds) for t, ds in mined.used.items()}, "hard_negatives": mined.report,
                  "seq_len": enc.seq_report},
-        "training": training_record(ts.trainer, ts.out, ts.curve, spec.world_size, timings["train_seconds"]),
+        "training": training,
         "timings": timings,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "sentence_transformers": _version("sentence_transformers"),

@@ -1,33 +1,29 @@
-"""One fine-tuning run on ``SentenceTransformerTrainer``: :func:`train`, in typed stages.
+"""One fine-tuning run on ``SentenceTransformerTrainer``: :func:`train`, in typed stages. ``recipe: catalog``
+runs :mod:`helpers.training.catalog_stage` in place of the trainer stages (the others are shared).
 
-Stages, each a function below returning a small frozen dataclass (after FlagEmbedding's
-``AbsEmbedderRunner``), so what one stage hands the next is named and typed: **paths**
-(:class:`RunSpec`: the config and profile resolved once into :class:`~helpers.training.settings.Settings`,
-every input and the output folder checked before any work), **data** (:class:`DataStage`,
-:mod:`helpers.training.pairs`: load, cap, budget), **model** (:class:`ModelStage`: base encoder and
-the per-task prompts), **mining** (:class:`MiningStage`: optional hard negatives), **encoder**
-(:class:`EncoderStage`: fitted length, frozen parts, :mod:`helpers.training.encoder`), **trainer**
-(:class:`TrainerStage`: arguments, loss, batch sampler, callbacks), **run**, **log**
-(:mod:`helpers.training.runlog`) and **save** (model with its card, ``train_log.json``, report).
+Stages, each a function returning a small frozen dataclass (after FlagEmbedding's ``AbsEmbedderRunner``),
+so what one stage hands the next is named and typed: **paths** (:class:`RunSpec`: config and profile
+resolved once into :class:`~helpers.training.settings.Settings`, every input and the output folder checked
+before any work), **data** (:class:`DataStage`, :mod:`helpers.training.pairs`: load, cap, budget),
+**model** (:class:`ModelStage`: base encoder, per-task prompts), **mining** (:class:`MiningStage`: optional
+hard negatives), **encoder** (:class:`EncoderStage`: fitted length, frozen parts,
+:mod:`helpers.training.encoder`), **trainer** (:class:`TrainerStage`: arguments, loss, batch sampler,
+callbacks), **run**, **log** (:mod:`helpers.training.runlog`) and **save** (model, card, log, report).
 
-Instructions: per-task instructions (:mod:`helpers.tasks`) go on the query side (and, with
-``doc_instructions: true``, on the document side) through the trainer's ``prompts`` argument
-``{task: {"anchor": ..., "positive": ..., "negative": ...}}``. The same strings are stored in the saved
-model's ``prompts`` under ``"<task>_query"`` / ``"<task>_document"`` so evaluation applies exactly the
-text training saw. Prompts are stored for every task in the registry (``workflow`` included).
-
-Loss: ``MultipleNegativesRankingLoss(scale=20)`` (= temperature 0.05), ``gather_across_devices`` when
-several processes train; batches as :mod:`helpers.training.sampling` builds them.
+Instructions (:mod:`helpers.tasks`) go on the query side (and the document side with ``doc_instructions``)
+through the trainer's ``prompts`` ``{task: {"anchor": ..., "positive": ..., "negative": ...}}``; the saved
+model keeps the same strings as ``"<task>_query"`` / ``"<task>_document"`` for every task in the registry
+(``workflow`` included), so evaluation applies exactly the text training saw.
 
 Bookkeeping: checkpoints every ``save_steps`` in ``OUT/checkpoints`` (``--resume`` continues from the
-latest), ``OUT/train_log.json`` (config, the resolved settings, counts, loss per step, task per step,
-timings, pairs/s), optional dev evaluation during training (:func:`helpers.evaluation.dev_evaluator`), and
-the final model in ``OUT/model`` written atomically (built under a temporary name, renamed when complete)
-with a model card (``README.md``) and an evaluation report (``OUT/eval_report.json``) on the dev BEIR
-folders or the user's ``--corpora``.
+latest), ``OUT/train_log.json`` (config, resolved settings, counts, loss and task per step, timings, pairs/s),
+optional dev evaluation during training (:func:`helpers.evaluation.dev_evaluator`), the final model in
+``OUT/model`` written atomically with its card (``README.md``) and an evaluation report
+(``OUT/eval_report.json``) on the dev BEIR folders or the user's ``--corpora``.
 
-Multi-process: ``torchrun --nproc_per_node=N -m helpers.train ...`` runs DDP through the Trainer; the global
-batch stays ``batch_size`` and the loss gathers embeddings across processes (gloo on CPU).
+Loss: ``MultipleNegativesRankingLoss(scale=20)`` (= temperature 0.05) on batches from
+:mod:`helpers.training.sampling`. ``torchrun --nproc_per_node=N -m helpers.train ...`` runs DDP through the
+Trainer; the global batch stays ``batch_size``, the loss gathers embeddings across processes (gloo on CPU).
 """
 
 from __future__ import annotations
@@ -49,6 +45,7 @@ from helpers.tasks import TASKS, task_prompts
 from helpers.training.callbacks import (clear_checkpoints, drop_if_empty, latest_checkpoint, learning_curve_callback,
                                         load_step_stats, trainer_classes, world)
 from helpers.training.card import save_with_card
+from helpers.training.catalog_stage import catalog_steps, prepare_catalog_config, run_catalog
 from helpers.training.config import TrainConfig, TrainResult, as_config
 from helpers.training.encoder import (fit_max_seq_length, freeze_lower_layers, freeze_unused_pooler,
                                       freeze_word_embeddings)
@@ -57,8 +54,7 @@ from helpers.training.pairs import (default_data_dir, downsample, load_training_
 from helpers.training.runlog import jsonable, run_log
 from helpers.training.sampling import FullBatchNoDuplicatesSampler, _MixingFactory
 from helpers.training.settings import Settings, resolve_settings
-from helpers.workspace import REPO as REPO_ROOT
-from helpers.workspace import run_dir
+from helpers.workspace import REPO as REPO_ROOT, run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +164,9 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     ``data_dir/beir``). ``resume=True`` continues from the latest checkpoint in ``out_dir/checkpoints``.
     ``out_dir`` must be new, empty or a folder an earlier run created (marker file); any other folder is
     refused unless ``overwrite`` (then only this run's own entries are replaced). ``evaluate=False``
-    skips the dev evaluation during training and the final report (the notebooks evaluate models
-    themselves); a configured learning curve (``curve_steps``) is still recorded.
+    skips the dev evaluation during training and the final report (the notebooks evaluate models themselves),
+    not a configured learning curve (``curve_steps``). ``callbacks``: Trainer callbacks; with ``recipe:
+    catalog``, functions called with each step's record (:mod:`helpers.training.catalog_stage`).
     """
     spec = _stage_paths(config, profile, out_dir, data_dir, train_jsonl, corpora, seed, overwrite)
     from transformers import set_seed
@@ -179,6 +176,8 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
     base = _stage_model(spec)
     mined = _stage_mining(spec, data, base)
     enc = _stage_encoder(spec, mined, base)
+    if spec.cfg.recipe == "catalog":
+        return run_catalog(spec, data, base, mined, enc, resume, evaluate, callbacks, show_progress)
     ts = _stage_trainer(spec, data, base, enc, resume, evaluate, callbacks, show_progress)
     base_eval, base_eval_seconds = _base_evaluation(spec, data, base, ts.out, evaluate)
     train_seconds = _stage_run(spec, ts)
@@ -191,15 +190,14 @@ def train(config: dict | TrainConfig | str | os.PathLike, profile: str | Profile
                           {"rank": spec.rank, "task_per_step": log["training"]["task_per_step"],
                            "pairs_seen": sum(s[1] for s in ts.trainer.step_stats)})
         return TrainResult(None, spec.out, log)
-    return _stage_save(spec, data, base, enc, ts, log, base_eval, evaluate)
+    return _stage_save(spec, data, base, enc, log, base_eval, evaluate)
 
 
 def _resolve_path(p: str | os.PathLike) -> Path:
     """A relative path as given if it exists from the working directory, else relative to the repository."""
     p = Path(p)
-    if p.is_absolute() or p.exists() or not (REPO_ROOT / p).exists():
-        return p
-    return REPO_ROOT / p
+    from_repo = not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists()
+    return REPO_ROOT / p if from_repo else p
 
 
 def _stage_paths(config, profile, out_dir, data_dir, train_jsonl, corpora, seed, overwrite) -> RunSpec:
@@ -223,6 +221,8 @@ def _stage_paths(config, profile, out_dir, data_dir, train_jsonl, corpora, seed,
     cfg.data_dir = str(_resolve_path(cfg.data_dir)) if cfg.data_dir else None
     out = Path(out_dir) if out_dir else run_dir(cfg.name, prof.name)
     world_size, rank = world()
+    if cfg.recipe == "catalog":   # its top layers resolved, one process, the cache folder checked
+        prepare_catalog_config(cfg, world_size)
     # Bad paths fail here, before data or a model is loaded and before any folder is created.
     if rank == 0:
         check_output_dir(out, overwrite=overwrite)
@@ -254,11 +254,12 @@ def _stage_data(spec: RunSpec) -> DataStage:
         eval_root = Path(cfg.corpora) if cfg.corpora else (ddir / "beir" if (ddir / "beir").is_dir() else None)
     raw = load_training_pairs(source, cfg.tasks)
     capped, ds_report = downsample(raw, cfg.cap_per_positive, cfg.seed, cfg.cap_per_task)
-    budget = run_budget(cfg, spec.prof, len(capped))
+    budget = run_budget(cfg, spec.prof, len(capped)) if cfg.recipe == "paper" else None   # catalog: every pair
     mix_sizes = {t: len(d) for t, d in raw.items()} if cfg.task_mix == "uncapped" else None
     used, used_counts = sample_budget(capped, budget, cfg.seed, mix_sizes)
     pairs_for_steps = budget if budget is not None else sum(used_counts.values())
-    max_steps = cfg.max_steps or max(1, math.ceil(pairs_for_steps * s.epochs / s.batch_size))
+    max_steps = catalog_steps(spec, used) if cfg.recipe == "catalog" else \
+        cfg.max_steps or max(1, math.ceil(pairs_for_steps * s.epochs / s.batch_size))
     return DataStage(source, eval_root, {t: len(d) for t, d in raw.items()}, ds_report, budget, used, used_counts,
                      max_steps, time.perf_counter() - t0)
 
@@ -330,11 +331,11 @@ def _stage_encoder(spec: RunSpec, mined: MiningStage, base: ModelStage) -> Encod
     return EncoderStage(train_sets, seq_len, task_lens, seq_report, processing_kwargs, n_params, n_frozen)
 
 
-def _prepare_out(spec: RunSpec, resume: bool) -> OutStage:
-    """The checkpoint to resume from (and its step records); a fresh run clears old checkpoints."""
+def _prepare_out(spec: RunSpec, resume: bool, latest=latest_checkpoint) -> OutStage:
+    """The checkpoint to resume from (``latest(folder)``) and its step records; a fresh run clears old ones."""
     out = spec.out
     ckpt_dir = out / "checkpoints"
-    resume_from = latest_checkpoint(ckpt_dir) if resume else None
+    resume_from = latest(ckpt_dir) if resume else None
     if resume and resume_from is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
     stage = OutStage(ckpt_dir, resume_from, not out.exists(), load_step_stats(resume_from) if resume_from else [])
@@ -407,7 +408,8 @@ def _stage_trainer(spec: RunSpec, data: DataStage, base: ModelStage, enc: Encode
     trainer.data_collator.task_lengths = enc.task_lens
     trainer.add_callback(SaveStepStats(trainer, out.prior_steps))
     # the curve is asked for by the config, so it runs even when the caller evaluates the model itself
-    curve = _curve_callback(spec, data, base)
+    dev_sample = _dev_sample(spec, data, base)
+    curve = learning_curve_callback(cfg.curve_steps, dev_sample) if dev_sample else None
     if curve is not None:
         trainer.add_callback(curve)
     trainer.remove_callback(ProgressCallback)
@@ -417,8 +419,8 @@ def _stage_trainer(spec: RunSpec, data: DataStage, base: ModelStage, enc: Encode
     return TrainerStage(trainer, out, eval_steps, args.per_device_train_batch_size, args.save_steps, mixing, curve)
 
 
-def _curve_callback(spec: RunSpec, data: DataStage, base: ModelStage):
-    """The learning curve (``curve_steps``): the dev sample at the inference length, or None."""
+def _dev_sample(spec: RunSpec, data: DataStage, base: ModelStage):
+    """The learning curve's evaluation (``curve_steps``; -> ``{task: value}``) at the inference length, or None."""
     cfg, model, eval_root = spec.cfg, base.model, data.eval_root
     if not cfg.curve_steps or eval_root is None or not spec.is_main:
         return None
@@ -428,14 +430,13 @@ def _curve_callback(spec: RunSpec, data: DataStage, base: ModelStage):
                              max_seq_length=base.inference_len, precision=spec.settings.eval_precision)
         return {t: m[m["headline"]] for t, m in res.get(cfg.dev_split, {}).items()}
 
-    return learning_curve_callback(cfg.curve_steps, dev_sample)
+    return dev_sample
 
 
 def _eval_tasks(cfg: TrainConfig, root: Path) -> list[str]:
-    if cfg.eval_tasks is not None:
-        return cfg.eval_tasks
+    """The final report's tasks: the config's, else the trained ones and every evaluation-only one with data."""
     extra = [t for t in TASKS if t not in cfg.tasks and not TASKS[t].trainable and task_splits(root, t)]
-    return list(cfg.tasks) + extra
+    return cfg.eval_tasks if cfg.eval_tasks is not None else list(cfg.tasks) + extra
 
 
 def _base_evaluation(spec: RunSpec, data: DataStage, base: ModelStage, out: OutStage,
@@ -464,8 +465,8 @@ def _stage_run(spec: RunSpec, ts: TrainerStage) -> float:
     return time.perf_counter() - t0
 
 
-def _stage_save(spec: RunSpec, data: DataStage, base: ModelStage, enc: EncoderStage, ts: TrainerStage, log: dict,
-                base_eval: dict, evaluate: bool) -> TrainResult:
+def _stage_save(spec: RunSpec, data: DataStage, base: ModelStage, enc: EncoderStage, log: dict, base_eval: dict,
+                evaluate: bool) -> TrainResult:
     """Final evaluation, the model (with its card and summary), the report and the log."""
     cfg, model, out, timings = spec.cfg, base.model, spec.out, log["timings"]
     model.max_seq_length = base.inference_len
@@ -489,7 +490,7 @@ def _stage_save(spec: RunSpec, data: DataStage, base: ModelStage, enc: EncoderSt
         atomic_write_json(tmp / "train_summary.json",
                           {"name": cfg.name, "config": cfg.as_dict(), "prompts": base.prompts,
                            "data": log["data"]["used"], "eval": log["eval"], "profile": spec.prof.name,
-                           "global_step": ts.trainer.state.global_step})
+                           "global_step": log["training"]["global_step"]})
     if final_eval or base_eval:
         report = {"fine-tuned": final_eval, **({"base": base_eval} if base_eval else {})}
         atomic_write_json(out / "eval_report.json", report)

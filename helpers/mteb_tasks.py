@@ -241,7 +241,7 @@ def _quiet_mteb():
 def _model_name(spec, model) -> str:
     """An MTEB model name (``owner/name``): a hub id as it is, anything local as ``local/<name>``."""
     from helpers.models import _HUB_ID
-    from helpers.retrieval import _model_label
+    from helpers.encoders import _model_label
 
     label = str(spec) if isinstance(spec, (str, os.PathLike)) else _model_label(model)
     if _HUB_ID.match(label) and not Path(label).exists():

@@ -359,7 +359,7 @@ def run_mteb(model, data: str | os.PathLike, tasks: Iterable[str] | str | None =
     import mteb
     from mteb.cache import ResultCache
 
-    from helpers.io import atomic_dir, check_output_dir
+    from helpers.io import atomic_dir, check_output_dir, output_entries
 
     if out is not None:
         check_output_dir(out, overwrite=overwrite)
@@ -373,8 +373,12 @@ def run_mteb(model, data: str | os.PathLike, tasks: Iterable[str] | str | None =
             result = mteb.evaluate(search, task_objs, cache=None, **options)
         else:
             with atomic_dir(out, overwrite=overwrite, creator=CREATOR) as tmp:
-                if (Path(out) / "results").is_dir():
-                    shutil.copytree(Path(out) / "results", tmp / "results")
+                # our earlier result files (other models, other tasks) go along so they stay ours and are
+                # kept; a file the user put there is not copied: the merge leaves it where it is
+                for rel in sorted(output_entries(out) or ()):
+                    if (Path(out) / rel).is_file():
+                        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(Path(out) / rel, tmp / rel)
                 result = mteb.evaluate(search, task_objs, cache=ResultCache(tmp), **options)
     meta = search.mteb_model_meta
     scores = {OUR_NAMES[tr.task_name]: {e["hf_subset"]: e["main_score"] for e in tr.scores[MTEB_SPLIT]}

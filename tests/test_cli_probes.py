@@ -27,7 +27,7 @@ CLIS = {"data": "helpers.data.__main__", "evaluate": "helpers.evaluate", "train"
         "bench": "helpers.bench", "bench_train": "helpers.bench_train", "sweep": "helpers.sweep",
         "check_results": "helpers.check_results", "reproduce": "helpers.reproduce", "models": "helpers.models",
         "merge": "helpers.merge", "fusion": "helpers.fusion", "mteb": "helpers.mteb",
-        "readme_tables": "helpers.readme_tables"}
+        "readme_tables": "helpers.readme_tables", "bench_setup": "helpers.bench_setup"}
 
 # The sandbox every probe runs in: a user's files (kept byte-identical) and bad inputs.
 SANDBOX = {
@@ -277,6 +277,10 @@ PROBES = [
     # helpers.data export-hf
     ("data-export-hf-out-user-folder", "data", "export-hf {ds} {s}/userdir", "--overwrite"),
     ("data-export-hf-not-a-dataset", "data", "export-hf {s}/userdir/beir {s}/hf", "userdir/beir"),
+    # helpers.bench_setup (each fails before any venv is made)
+    ("bench-setup-requirements-missing", "bench_setup", "--requirements {s}/nowhere.txt", "nowhere.txt"),
+    ("bench-setup-unknown-package", "bench_setup", "--without notapkg", "no requirement line for notapkg"),
+    ("bench-setup-repeats-zero", "bench_setup", "--repeats 0", "repeats"),
     # helpers.fusion
     ("fusion-not-a-hybrid", "fusion", "--retriever bm25 --data {ds}", "expected a hybrid"),
     ("fusion-weighted-hybrid", "fusion", "--retriever hybrid:bm25+minilm-l6@0.5 --data {ds}", "without weights"),

@@ -193,6 +193,81 @@ def _sweep_precision(res: Results):
     return to_markdown(table_, [speed, secs, *LABELS], corner=corner), _sweep_command(list(recs.values()))
 
 
+RECIPES, BENCH_RECIPES = "sweep-recipes-cpu", "bench-train-catalog-cpu"
+
+
+def _recipe_records(res: Results) -> tuple[dict, dict]:
+    """The paper-recipe and catalog-recipe records of the recipe sweep (one paper, one catalog variant)."""
+    variants = res.at(RECIPES, "variants")
+    paper = [r for r in variants.values() if r.get("recipe", "paper") == "paper"]
+    catalog = [r for r in variants.values() if r.get("recipe") == "catalog"]
+    if len(paper) != 1 or len(catalog) != 1:
+        raise DataError(f"expected one paper-recipe and one catalog-recipe record, got {len(paper)} and "
+                        f"{len(catalog)}", file=res.path(RECIPES), field="variants")
+    return paper[0], catalog[0]
+
+
+def _recipe_label(rec: dict) -> str:
+    if rec.get("recipe") == "catalog":
+        return f"catalog recipe (top {rec['changes'].get('train_top_layers', 2)} layers), lr {_lr(rec['learning_rate'])}"
+    return f"paper recipe (MNRL, all layers), lr {_lr(rec['learning_rate'])}"
+
+
+@table("recipes-curve")
+def _recipes_curve(res: Results):
+    from helpers.sweep import curve_with_seconds
+
+    rows = {}
+    for rec in _recipe_records(res):
+        for p in curve_with_seconds(rec):
+            rows[f"{_recipe_label(rec).split(',')[0]}, step {p['step']}"] = {"seconds": p["seconds"], **by_task(p["dev"])}
+    secs = cells({k: {"seconds": v["seconds"]} for k, v in rows.items()}, 0)
+    recall = cells({k: {c: v[c] for c in LABELS} for k, v in rows.items()}, 3, bold=LABELS)
+    recs = _recipe_records(res)
+    command = (f"python -m helpers.sweep --variant {recs[0]['variant']} {recs[1]['variant']} --steps {recs[0]['steps']} "
+               f"--catalog-steps {recs[1]['steps']} --json results/{RECIPES}.json --plot results/{RECIPES}.png")
+    return to_markdown(merge(secs, recall), ["seconds", *LABELS], corner="dev sample"), command
+
+
+@table("recipes-match")
+def _recipes_match(res: Results):
+    from helpers.sweep import seconds_to_match
+
+    paper, catalog = _recipe_records(res)
+    m = seconds_to_match(paper, catalog)
+    rows = {}
+    for key, name in [(t, get_task(t).label) for t in TASKS] + [("all", "all three")]:
+        hit = m[key]
+        rows[name] = {"paper's last recall": None if key == "all" else m["reference_dev"][key],
+                      "catalog: first step": None if hit is None else hit["step"],
+                      "catalog: seconds": None if hit is None else hit["seconds"],
+                      "seconds / paper's": None if hit is None else hit["ratio"]}
+    table_ = merge(cells({k: {"paper's last recall": v["paper's last recall"]} for k, v in rows.items()}, 3),
+                   cells({k: {"catalog: first step": v["catalog: first step"]} for k, v in rows.items()}, 0),
+                   cells({k: {"catalog: seconds": v["catalog: seconds"]} for k, v in rows.items()}, 0),
+                   cells({k: {"seconds / paper's": v["seconds / paper's"]} for k, v in rows.items()}, 3))
+    corner = f"paper: {paper['steps']} steps in {m['reference_seconds']:.0f} s"
+    cols = ["paper's last recall", "catalog: first step", "catalog: seconds", "seconds / paper's"]
+    return (to_markdown(table_, cols, corner=corner),
+            f"python -m helpers.sweep (as above); the match: helpers.sweep.seconds_to_match")
+
+
+@table("recipes-bench")
+def _recipes_bench(res: Results):
+    rows = {r["recipe"]: r for r in res.at(BENCH_RECIPES, "rows")}
+    cols = ["trainable (M)", "pairs/s", "s/step", "cache s", "s/epoch"]
+    table_ = merge(cells({k: {"trainable (M)": r["trainable_params"] / 1e6} for k, r in rows.items()}, 1),
+                   cells({k: {"pairs/s": r["pairs_per_second"]} for k, r in rows.items()}, 1, bold=["pairs/s"]),
+                   cells({k: {"s/step": r["seconds_per_step"]} for k, r in rows.items()}, 2),
+                   cells({k: {"cache s": r["cache_seconds"]} for k, r in rows.items()}, 0),
+                   cells({k: {"s/epoch": r["seconds_per_epoch"]} for k, r in rows.items()}, 0, lowest=["s/epoch"]))
+    b = res.at(BENCH_RECIPES)
+    corner = f"{b['rows'][0]['model']}, {b['rows'][0]['steps']} steps of {b['batch_size']}"
+    command = (f"python -m helpers.bench_train --recipe catalog --model {b['rows'][0]['model']} --pairs {b['pairs']} "
+               f"--profile {b['profile']} --data {b['data']} --json results/{BENCH_RECIPES}.json")
+    return to_markdown(table_, cols, corner=corner), command
+
+
 @table("curve-multitask")
 def _curve_multitask(res: Results):
     points = res.at(NB02, "summary", "curve", "multitask")

@@ -161,6 +161,29 @@ def curve_with_seconds(rec: dict) -> list[dict]:
             for p in rec.get("curve") or []]
 
 
+def seconds_to_match(reference: dict, rec: dict, tasks=("step", "table", "field")) -> dict:
+    """When ``rec``'s curve first reaches ``reference``'s last dev recall, in training wall-clock seconds.
+
+    For each task (and ``"all"``: every task at once) the first point of ``rec`` whose recall is at least
+    the reference's last point's, its ``seconds`` (cache build included, :func:`curve_with_seconds`) and the
+    ratio to the reference's seconds; ``None`` where the curve never gets there. Points lie at doubling
+    steps, so a crossing between two points is reported at the later one: the seconds are an upper bound.
+    """
+    ref = curve_with_seconds(reference)[-1]
+    points = curve_with_seconds(rec)
+    out = {"reference_seconds": ref["seconds"], "reference_dev": {t: ref["dev"][t] for t in tasks}}
+
+    def first(ok) -> dict | None:
+        hit = next((p for p in points if ok(p["dev"])), None)
+        return None if hit is None else {"step": hit["step"], "seconds": hit["seconds"],
+                                         "ratio": round(hit["seconds"] / ref["seconds"], 3)}
+
+    for t in tasks:
+        out[t] = first(lambda dev, t=t: dev[t] >= ref["dev"][t])
+    out["all"] = first(lambda dev: all(dev[t] >= ref["dev"][t] for t in tasks))
+    return out
+
+
 def plot_records(records: dict, path: Path) -> Path:
     """Dev recall against training wall-clock seconds, one line per record, written atomically to a PNG
     (marked as this tool's, so a later ``--plot`` may replace it)."""

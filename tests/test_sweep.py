@@ -113,3 +113,19 @@ def test_a_catalog_variant_records_its_curve_in_seconds(tiny, tmp_path, monkeypa
                                                    for p in rec["curve"]]
     assert json.loads((tmp_path / "sweep" / "catalog@2.json").read_text()) == rec
     assert not (tmp_path / "cache").exists()   # built in memory: this run paid for its own cache
+
+
+def test_seconds_to_match_finds_the_first_point_at_the_references_recall():
+    paper = {"curve": [{"step": 0, "train_seconds": 0.0, "dev": {"step": .3, "table": .7, "field": .6}},
+                       {"step": 120, "train_seconds": 1000.0, "dev": {"step": .5, "table": .8, "field": .7}}]}
+    catalog = {"cache_seconds": 50.0,
+               "curve": [{"step": 0, "train_seconds": 0.0, "dev": {"step": .3, "table": .7, "field": .6}},
+                         {"step": 15, "train_seconds": 50.0, "dev": {"step": .55, "table": .79, "field": .7}},
+                         {"step": 30, "train_seconds": 150.0, "dev": {"step": .6, "table": .81, "field": .72}}]}
+    got = sweep.seconds_to_match(paper, catalog)
+    assert got["reference_seconds"] == 1000.0
+    assert got["step"] == {"step": 15, "seconds": 100.0, "ratio": 0.1}      # the cache build counts
+    assert got["field"]["step"] == 15 and got["table"]["step"] == 30
+    assert got["all"] == {"step": 30, "seconds": 200.0, "ratio": 0.2}
+    never = {"curve": [{"step": 0, "train_seconds": 0.0, "dev": {"step": .1, "table": .1, "field": .1}}]}
+    assert sweep.seconds_to_match(paper, never)["all"] is None

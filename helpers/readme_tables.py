@@ -220,7 +220,7 @@ def _recipes_curve(res: Results):
     rows = {}
     for rec in _recipe_records(res):
         for p in curve_with_seconds(rec):
-            rows[f"{_recipe_label(rec).split(',')[0]}, step {p['step']}"] = {"seconds": p["seconds"], **by_task(p["dev"])}
+            rows[f"{_recipe_label(rec).rsplit(', lr', 1)[0]}, step {p['step']}"] = {"seconds": p["seconds"], **by_task(p["dev"])}
     secs = cells({k: {"seconds": v["seconds"]} for k, v in rows.items()}, 0)
     recall = cells({k: {c: v[c] for c in LABELS} for k, v in rows.items()}, 3, bold=LABELS)
     recs = _recipe_records(res)

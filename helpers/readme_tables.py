@@ -18,20 +18,20 @@ line on stderr and exit status 2.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import yaml
 
 from helpers.cli import Parser, entry
 from helpers.experiments import to_markdown
-from helpers.findings import MINUS, best, fmt_num, fmt_p, fmt_test
+from helpers.findings import MINUS, fmt_num, fmt_p, fmt_test
 from helpers.io import DataError, atomic_write_text, check_writable
+from helpers.results_cells import PAPER, TASKS, Results, by_task, cells, merge, transpose
 from helpers.splits import LANGUAGES
-from helpers.tasks import TRAIN_TASKS, get_task
+from helpers.tasks import get_task
 from helpers.workspace import REPO
 
 TOOL = "python -m helpers.readme_tables"
@@ -40,80 +40,8 @@ OPEN = re.compile(r"^(?P<indent>[ \t]*)<!-- results-table: (?P<name>\S+) "
 CLOSE = re.compile(r"^[ \t]*<!-- /results-table -->[ \t]*$")
 NB02, NB03, NB04, NB05, NB06, NB07 = ("02_single_vs_multitask", "03_downsampling_ablation", "04_ood_evaluation",
                                       "05_multilingual", "06_workflow_retrieval", "07_beyond_the_paper")
-SWEEP, PAPER = "sweep-cpu", "paper"
-TASKS = list(TRAIN_TASKS)
+SWEEP = "sweep-cpu"
 LABELS = [get_task(t).label for t in TASKS]   # Step@15, Table@5, Field@5
-
-
-class Results:
-    """The results files a table reads, loaded once; every file read is remembered for the source line."""
-
-    def __init__(self, folder: str | Path):
-        self.folder, self.cache, self.read = Path(folder), {}, []
-
-    def path(self, name: str) -> Path:
-        return self.folder / (f"{name}.yaml" if name == PAPER else f"{name}.json")
-
-    def at(self, name: str, *keys: str):
-        """``results/<name>.json`` (or ``paper.yaml``) followed through ``keys``; a missing file or key is
-        a :class:`DataError` naming the file and the dotted field."""
-        path = self.path(name)
-        if name not in self.cache:
-            if not path.is_file():
-                raise DataError("results file not found (--results): run the notebook or command that writes it",
-                                file=path)
-            try:
-                text = path.read_text(encoding="utf-8")
-                self.cache[name] = yaml.safe_load(text) if name == PAPER else json.loads(text)
-            except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-                raise DataError(f"not a readable results file ({e})", file=path) from None
-        if name not in self.read:
-            self.read.append(name)
-        node = self.cache[name]
-        for i, key in enumerate(keys):
-            if not isinstance(node, dict) or key not in node:
-                raise DataError("not in this results file", file=path, field=".".join(keys[:i + 1]))
-            node = node[key]
-        return node
-
-
-def by_task(values: Mapping[str, float]) -> dict[str, float]:
-    """``{task: value}`` keyed by the paper's column names (``Step@15``, ...)."""
-    return {get_task(t).label: values.get(t) for t in TASKS}
-
-
-def cells(values: Mapping[str, Mapping[str, float | None]], digits: int = 2, bold: Iterable[str] = (),
-          lowest: Iterable[str] = (), notes: Mapping[str, Mapping[str, str]] | None = None) -> dict:
-    """``{row: {column: value}}`` written as cells: ``digits`` decimals, the best value of each column in
-    ``bold`` (highest; in ``lowest``, lowest) in bold, every row that reaches it on a tie, then
-    `` (note)`` where ``notes`` has one. A missing value is an empty cell."""
-    marked = {(r, c) for c in bold for r in best({r: v.get(c) for r, v in values.items()})}
-    marked |= {(r, c) for c in lowest for r in best({r: v.get(c) for r, v in values.items()}, highest=False)}
-    out: dict = {}
-    for r, row in values.items():
-        for c, v in row.items():
-            text = "" if v is None else fmt_num(v, digits)
-            text = f"**{text}**" if (r, c) in marked else text
-            note = (notes or {}).get(r, {}).get(c)
-            out.setdefault(r, {})[c] = f"{text} ({note})" if note else text
-    return out
-
-
-def merge(*tables: Mapping[str, Mapping[str, str]]) -> dict:
-    """Cells of the same rows from several :func:`cells` calls (columns written with different digits)."""
-    out: dict = {}
-    for t in tables:
-        for r, row in t.items():
-            out.setdefault(r, {}).update(row)
-    return out
-
-
-def transpose(table: Mapping[str, Mapping[str, str]]) -> dict:
-    out: dict = {}
-    for r, row in table.items():
-        for c, v in row.items():
-            out.setdefault(c, {})[r] = v
-    return out
 
 
 def notebook_command(name: str) -> str:
@@ -209,24 +137,21 @@ def _recipe_records(res: Results) -> tuple[dict, dict]:
 
 def _recipe_label(rec: dict) -> str:
     if rec.get("recipe") == "catalog":
-        return f"catalog recipe (top {rec['changes'].get('train_top_layers', 2)} layers), lr {_lr(rec['learning_rate'])}"
-    return f"paper recipe (MNRL, all layers), lr {_lr(rec['learning_rate'])}"
+        return f"catalog recipe (top {rec['changes'].get('train_top_layers', 2)} layers)"
+    return "paper recipe (MNRL, all layers)"
 
 
 @table("recipes-curve")
 def _recipes_curve(res: Results):
     from helpers.sweep import curve_with_seconds
 
-    rows = {}
-    for rec in _recipe_records(res):
-        for p in curve_with_seconds(rec):
-            rows[f"{_recipe_label(rec).rsplit(', lr', 1)[0]}, step {p['step']}"] = {"seconds": p["seconds"], **by_task(p["dev"])}
-    secs = cells({k: {"seconds": v["seconds"]} for k, v in rows.items()}, 0)
-    recall = cells({k: {c: v[c] for c in LABELS} for k, v in rows.items()}, 3, bold=LABELS)
-    recs = _recipe_records(res)
-    command = (f"python -m helpers.sweep --variant {recs[0]['variant']} {recs[1]['variant']} --steps {recs[0]['steps']} "
-               f"--catalog-steps {recs[1]['steps']} --json results/{RECIPES}.json --plot results/{RECIPES}.png")
-    return to_markdown(merge(secs, recall), ["seconds", *LABELS], corner="dev sample"), command
+    paper, catalog = _recipe_records(res)
+    points = {f"{_recipe_label(rec)}, step {p['step']}": p for rec in (paper, catalog) for p in curve_with_seconds(rec)}
+    table_ = merge(cells({k: {"seconds": p["seconds"]} for k, p in points.items()}, 0),
+                   cells({k: by_task(p["dev"]) for k, p in points.items()}, 3, bold=LABELS))
+    command = (f"python -m helpers.sweep --variant {paper['variant']} {catalog['variant']} --steps {paper['steps']} "
+               f"--catalog-steps {catalog['steps']} --json results/{RECIPES}.json --plot results/{RECIPES}.png")
+    return to_markdown(table_, ["seconds", *LABELS], corner="dev sample"), command
 
 
 @table("recipes-match")
@@ -235,21 +160,17 @@ def _recipes_match(res: Results):
 
     paper, catalog = _recipe_records(res)
     m = seconds_to_match(paper, catalog)
-    rows = {}
-    for key, name in [(t, get_task(t).label) for t in TASKS] + [("all", "all three")]:
-        hit = m[key]
-        rows[name] = {"paper's last recall": None if key == "all" else m["reference_dev"][key],
-                      "catalog: first step": None if hit is None else hit["step"],
-                      "catalog: seconds": None if hit is None else hit["seconds"],
-                      "seconds / paper's": None if hit is None else hit["ratio"]}
-    table_ = merge(cells({k: {"paper's last recall": v["paper's last recall"]} for k, v in rows.items()}, 3),
-                   cells({k: {"catalog: first step": v["catalog: first step"]} for k, v in rows.items()}, 0),
-                   cells({k: {"catalog: seconds": v["catalog: seconds"]} for k, v in rows.items()}, 0),
-                   cells({k: {"seconds / paper's": v["seconds / paper's"]} for k, v in rows.items()}, 3))
-    corner = f"paper: {paper['steps']} steps in {m['reference_seconds']:.0f} s"
+    names = {**{t: get_task(t).label for t in TASKS}, "all": "all three"}
+    hits = {names[k]: m[k] or {} for k in names}
     cols = ["paper's last recall", "catalog: first step", "catalog: seconds", "seconds / paper's"]
+    table_ = merge(cells({names[t]: {cols[0]: m["reference_dev"][t]} for t in TASKS}, 3),
+                   cells({n: {cols[1]: h.get("step")} for n, h in hits.items()}, 0),
+                   cells({n: {cols[2]: h.get("seconds")} for n, h in hits.items()}, 0),
+                   cells({n: {cols[3]: h.get("ratio")} for n, h in hits.items()}, 3))
+    table_[names["all"]].setdefault(cols[0], "")   # no single reference recall for the three together
+    corner = f"paper: {paper['steps']} steps in {m['reference_seconds']:.0f} s"
     return (to_markdown(table_, cols, corner=corner),
-            f"python -m helpers.sweep (as above); the match: helpers.sweep.seconds_to_match")
+            "python -m helpers.sweep (as above); the match: helpers.sweep.seconds_to_match")
 
 
 @table("recipes-bench")

@@ -13,7 +13,6 @@ machine and registry they were measured on; the ratio is the number to compare.
 
 from __future__ import annotations
 
-import re
 import statistics
 import subprocess
 import sys
@@ -22,27 +21,31 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from helpers.cli import Parser, entry, positive_int
 
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
 def requirement_name(line: str) -> str | None:
-    """The normalised project name a requirements line installs (``None`` for comments and blanks)."""
+    """The canonical project name a requirements line installs (``None`` for comments, blanks, options and
+    lines that name no project, such as a bare URL)."""
     line = line.split("#", 1)[0].strip()
-    m = _NAME.match(line)
-    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m and not line.startswith("-") else None
+    if not line or line.startswith("-"):
+        return None
+    try:
+        return canonicalize_name(Requirement(line).name)
+    except InvalidRequirement:
+        return None
 
 
 def without(requirements: Path, names: Sequence[str]) -> str:
     """The text of ``requirements`` with the lines of ``names`` left out; each must have a line."""
-    wanted = {re.sub(r"[-_.]+", "-", n).lower() for n in names}
+    wanted = {canonicalize_name(n) for n in names}
     lines = requirements.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if requirement_name(line) not in wanted]
     missing = wanted - {requirement_name(line) for line in lines}
     if missing:
         raise ValueError(f"{requirements}: no requirement line for {', '.join(sorted(missing))}")
-    return "".join(kept)
+    return "".join(line for line in lines if requirement_name(line) not in wanted)
 
 
 def timed_install(requirements_text: str, python: str) -> float:

@@ -242,14 +242,28 @@ def trained_model(config: str, profile: str, data_dir: str | os.PathLike, seed: 
     return Path(res.model_path), res.log
 
 
+#: The downsampling ablation's reference (no cap) and the config already trained at the paper's cap: the
+#: headline models, so each trains once and serves both roles (notebooks 02 and 03).
+ABLATION_REFERENCE, PAPER_CAP = "multitask_catalog", 20
+CAP_PREFIX = "multitask_catalog_cap"
+
+
 def cap_config(cap: int | None) -> str:
-    """The config of the downsampling ablation for cap ``cap`` (None: no cap), all at the ablation
-    budget; a cap without a config is named with the configs that exist."""
-    name = "multitask_ablation" if cap is None else f"multitask_cap{cap}"
+    """The config of the downsampling ablation for cap ``cap`` (None: no cap): every pair left after the cap,
+    with the headline recipe; ``None`` is the headline multi-task model, the paper's cap 20 the downsampled
+    one (``multitask_downsampled``), any other cap ``multitask_catalog_cap<K>``. A cap without a config is
+    named with the caps that have one."""
+    if cap is None:
+        return ABLATION_REFERENCE
+    if cap == PAPER_CAP:
+        return "multitask_downsampled"
+    name = f"{CAP_PREFIX}{cap}"
     if not (REPO / "configs" / f"{name}.yaml").is_file():
-        have = sorted(p.stem.removeprefix("multitask_cap") for p in (REPO / "configs").glob("multitask_cap*.yaml"))
+        have = sorted([PAPER_CAP] + [int(p.stem.removeprefix(CAP_PREFIX))
+                                     for p in (REPO / "configs").glob(f"{CAP_PREFIX}*.yaml")])
         raise ValueError(f"no config for cap {cap}: configs/{name}.yaml does not exist; caps with a config: "
-                         f"{', '.join(have)} (add a file that extends multitask_ablation with cap_per_positive: {cap})")
+                         f"{', '.join(map(str, have))} (add a file that extends {ABLATION_REFERENCE} with "
+                         f"cap_per_positive: {cap})")
     return name
 
 

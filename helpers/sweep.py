@@ -1,6 +1,6 @@
 """Learning-rate, cheaper-step and recipe sweep: the multi-task model at one fixed budget, several settings.
 
-Every variant is ``configs/multitask.yaml`` (the paper's setup; ``configs/multitask-catalog.yaml`` for the
+Every variant is ``configs/multitask.yaml`` (the paper's setup; ``configs/multitask_catalog.yaml`` for the
 ``catalog`` ones) with a few keys changed, trained for ``--steps`` optimizer steps (``--catalog-steps`` for
 the catalog variants) on the profile's dataset; the dev sample (``curve_queries`` queries per task, drawn
 with the seed by ``helpers.evaluation.sample_queries``, the same for every variant) is evaluated at doubling
@@ -46,7 +46,7 @@ from helpers.profiles import DEFAULT_PROFILE
 from helpers.workspace import REPO
 
 BASE_CONFIG = REPO / "configs" / "multitask.yaml"
-CATALOG_CONFIG = REPO / "configs" / "multitask-catalog.yaml"   # the base of the variants with recipe: catalog
+CATALOG_CONFIG = REPO / "configs" / "multitask_catalog.yaml"   # the base of the variants with recipe: catalog
 VARIANTS: dict[str, dict] = {
     "lr=2e-5": {"learning_rate": 2e-5},
     "lr=5e-5": {"learning_rate": 5e-5},

@@ -70,3 +70,17 @@ def test_catalog_sample_keeps_the_batch_golds_and_is_seeded():
     assert s1 == sample_catalog(groups, cat, 10, np.random.default_rng(5))
     assert s1 != sample_catalog(groups, cat, 10, np.random.default_rng(6))
     assert sample_catalog(groups, cat, 2, np.random.default_rng(0)) == [3, 7, 40]   # golds are never dropped
+
+
+def test_a_cap_s_dropped_golds_become_other_gold_not_negatives():
+    from helpers.training.catalog_data import other_gold_matrix
+
+    before = {"f": _pairs([("a", "doc 1", "d1"), ("a", "doc 2", "d2"), ("a", "doc 3", "d3"), ("b", "doc 2", "d2")])}
+    after = {"f": _pairs([("a", "doc 1", "d1"), ("b", "doc 2", "d2")])}      # the cap dropped a's d2 and d3
+    groups = query_groups(after, known=before)["f"]
+    assert [(g.query, g.gold, g.other_gold) for g in groups] == [("a", ("d1",), ("d2", "d3")), ("b", ("d2",), ())]
+    assert query_groups(after)["f"][0].other_gold == ()
+    cat = task_catalogs(after)["f"]                  # d3 has no pair left: not in this catalog, not scored
+    assert cat.ids == ["d1", "d2"]
+    assert other_gold_matrix(groups, [0, 1], cat).tolist() == [[False, True], [False, False]]
+    assert other_gold_matrix(groups, [0], cat).tolist() == [[False], [False]]

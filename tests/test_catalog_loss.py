@@ -88,3 +88,24 @@ def test_scores_are_scaled_cosines():
     s = catalog_scores(q, d, scale=20.0)
     assert s.dtype == torch.float32
     torch.testing.assert_close(s, torch.tensor([[20.0, 0.0], [20 / math.sqrt(2), 20 / math.sqrt(2)]]))
+
+
+@pytest.mark.parametrize("form", ["each", "sum"])
+def test_an_ignored_column_weighs_as_if_it_were_not_scored(batch, form):
+    scores, gold = batch
+    ignore = torch.zeros_like(gold)
+    ignore[2, 7] = ignore[0, 1] = True     # other gold objects of rows 2 and 0: neither gold nor negative
+    masked = multi_positive_loss(scores, gold, form, ignore)
+    # the same rows with the ignored columns removed, row by row
+    rows = []
+    for r in range(scores.shape[0]):
+        cols = [c for c in range(scores.shape[1]) if not ignore[r, c]]
+        rows.append(multi_positive_loss(scores[r:r + 1, cols], gold[r:r + 1, cols], form))
+    torch.testing.assert_close(masked, torch.stack(rows).mean())
+    # an ignored column scoring far above the golds costs nothing; scored as a negative it would
+    high = scores.clone()
+    high[2, 7] = 60.0
+    torch.testing.assert_close(multi_positive_loss(high, gold, form, ignore), masked)
+    assert multi_positive_loss(high, gold, form) > multi_positive_loss(scores, gold, form)
+    with pytest.raises(ValueError, match="no gold column"):
+        multi_positive_loss(scores, gold, form, gold.clone())

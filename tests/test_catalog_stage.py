@@ -13,7 +13,7 @@ from helpers.training.callbacks import SimulatedKill
 from helpers.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "configs" / "multitask-catalog.yaml"
+CONFIG = REPO / "configs" / "multitask_catalog.yaml"
 #: the top-level keys of every run's train_log.json, whatever the recipe
 LOG_KEYS = {"name", "config", "profile", "resolved", "data", "training", "timings", "environment", "eval",
             "model_path"}
@@ -27,10 +27,17 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_smoke_cli_trains_and_saves_a_sentence_transformer_like_the_paper_recipe(tiny, tmp_path, cache, capsys):
+def test_smoke_cli_trains_and_saves_a_sentence_transformer_like_the_paper_recipe(tiny, tmp_path, cache, capsys,
+                                                                                  monkeypatch):
+    from dataclasses import replace
+
     from sentence_transformers import SentenceTransformer
 
+    from helpers import profiles
     from helpers.training.cli import main
+
+    # the whole epoch here: the smoke profile's own step cap is checked apart (below)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", replace(profiles.PROFILES["smoke"], catalog_max_steps=None))
 
     out = tmp_path / "run"
     code = main(["--config", str(CONFIG), "--profile", "smoke", "--data", str(tiny), "--out", str(out),
@@ -61,6 +68,29 @@ def test_smoke_cli_trains_and_saves_a_sentence_transformer_like_the_paper_recipe
     for t in TASKS:
         assert m.prompts[f"{t}_query"] == TASKS[t].query_instruction and f"{t}_document" in m.prompts
     assert m.encode(["close the incident"], prompt_name="step_query").shape == (1, 384)
+
+
+def test_the_smoke_profile_caps_a_catalog_run_and_a_config_s_max_steps_wins():
+    from types import SimpleNamespace
+
+    from helpers.profiles import get_profile
+    from helpers.training.catalog_stage import catalog_steps
+    from helpers.training.settings import resolve_settings
+
+    from tests.test_catalog_data import _pairs
+
+    used = {"field": _pairs([(f"q{i}", f"doc {i % 7}", f"d{i % 7}") for i in range(400)])}   # 400 groups
+    cfg = TrainConfig.from_yaml(CONFIG)
+    cfg.tasks = ["field"]
+
+    def steps(profile, max_steps=None):
+        cfg.max_steps = max_steps
+        prof = get_profile(profile)
+        return catalog_steps(SimpleNamespace(cfg=cfg, prof=prof, settings=resolve_settings(cfg, prof)), used)
+
+    assert steps("smoke") == get_profile("smoke").catalog_max_steps == 8
+    assert steps("smoke", max_steps=3) == 3
+    assert steps("cpu") == 400 // 32 + 1 and get_profile("cpu").catalog_max_steps is None
 
 
 def _cfg(**kw) -> TrainConfig:

@@ -73,7 +73,7 @@ def test_interrupt_line_names_a_catalog_checkpoint_and_set_takes_the_recipe_keys
     (tmp_path / "checkpoints" / "checkpoint-4.pt").write_bytes(b"x")
     (tmp_path / "checkpoints" / "checkpoint-10.pt").write_bytes(b"x")
     assert f"last checkpoint {tmp_path / 'checkpoints' / 'checkpoint-10.pt'};" in _interrupted(tmp_path, ["--x"])
-    cfg, _ = _config(["--config", str(REPO / "configs" / "multitask-catalog.yaml"), "--profile", "smoke",
+    cfg, _ = _config(["--config", str(REPO / "configs" / "multitask_catalog.yaml"), "--profile", "smoke",
                       "--set", "catalog_sample=64", "--set", "catalog_loss=sum", "--set", "cache_lower_layers=memory",
                       "--set", "cache_dtype=fp32", "--set", "train_top_layers=3", "--no-eval"])
     assert (cfg.catalog_sample, cfg.catalog_loss, cfg.cache_lower_layers, cfg.cache_dtype, cfg.train_top_layers) \

@@ -81,7 +81,7 @@ def _truncated_safetensors() -> bytes:
 
 
 # (id, cli, argv; {s}: the sandbox, {ds}: a small built dataset, {ex}: data/examples,
-#  {cfg}: configs/example.yaml, {cat}: configs/multitask-catalog.yaml; text the error line must hold)
+#  {cfg}: configs/example.yaml, {cat}: configs/multitask_catalog.yaml; text the error line must hold)
 PROBES = [
     # helpers.data
     ("data-build-out-is-a-file", "data", "build --out {s}/notes.txt --profile smoke", "must be a folder"),
@@ -336,7 +336,7 @@ def repo_outputs() -> list[Path]:
 @pytest.mark.parametrize("probe_id, cli, argv, expected", PROBES, ids=[p[0] for p in PROBES])
 def test_bad_input_fails_with_one_line_and_changes_nothing(probe_id, cli, argv, expected, sandbox, tiny, capsys):
     args = [a.format(s=sandbox, ds=tiny, ex=REPO / "data" / "examples", cfg=REPO / "configs" / "example.yaml",
-                     cat=REPO / "configs" / "multitask-catalog.yaml") for a in shlex.split(argv)]
+                     cat=REPO / "configs" / "multitask_catalog.yaml") for a in shlex.split(argv)]
     roots = [sandbox, tiny, *repo_outputs()]
     before = snapshot(*roots)
     main = importlib.import_module(CLIS[cli]).main

@@ -31,7 +31,7 @@ def test_config_errors(tmp_path):
 def test_all_configs_parse():
     names = {p.stem for p in (REPO / "configs").glob("*.yaml")}
     assert {"single_step", "single_table", "single_field", "multitask", "multitask_downsampled",
-            "multitask_cap5", "multitask_cap20", "multitask_cap50", "example"} <= names
+            "multitask_catalog", "multitask_catalog_cap5", "multitask_cap20", "multitask_catalog_cap50", "example"} <= names
     for p in (REPO / "configs").glob("*.yaml"):
         cfg = TrainConfig.from_yaml(p)
         assert cfg.name == p.stem
@@ -87,7 +87,7 @@ def test_extends_errors_name_the_file_that_set_the_value(tmp_path):
 
 
 def test_recipe_keys_are_checked_and_never_silently_ignored(tmp_path):
-    cfg = TrainConfig.from_yaml(REPO / "configs" / "multitask-catalog.yaml")
+    cfg = TrainConfig.from_yaml(REPO / "configs" / "multitask_catalog.yaml")
     assert (cfg.recipe, cfg.train_top_layers, cfg.budget_per_task) == ("catalog", 2, False)
     assert TrainConfig.from_dict({"tasks": ["step"]}).recipe == "paper"
     for bad, field in (({"recipe": "fast"}, "recipe"), ({"recipe": "catalog", "cache_lower_layers": "ram"},

@@ -1,8 +1,12 @@
 """The notebooks' evaluation grid on a tiny built dataset (BM25 only: no model weights)."""
 
+from pathlib import Path
+
 import pytest
 
 from helpers.experiments import compare, evaluate_grid, ood_average, paper_tables, summary_table, to_markdown
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +61,22 @@ def test_paper_tables_hold_the_brief_numbers():
 def test_cap_config_names_the_ablation_configs_and_refuses_a_cap_without_one():
     from helpers.experiments import cap_config
 
-    assert cap_config(None) == "multitask_ablation" and cap_config(20) == "multitask_cap20"
-    with pytest.raises(ValueError, match=r"cap 7: configs/multitask_cap7.yaml does not exist; caps with a config: 20, 5, 50"):
+    assert cap_config(None) == "multitask_catalog" and cap_config(20) == "multitask_downsampled"
+    assert cap_config(5) == "multitask_catalog_cap5"
+    with pytest.raises(ValueError, match=r"cap 7: configs/multitask_catalog_cap7.yaml does not exist; caps with a "
+                                         r"config: 5, 20, 50"):
         cap_config(7)
+
+
+def test_the_ablation_configs_differ_from_their_reference_only_by_the_cap():
+    from helpers.experiments import cap_config
+    from helpers.training.config import TrainConfig
+
+    ref = TrainConfig.from_yaml(REPO / "configs" / f"{cap_config(None)}.yaml").as_dict()
+    for cap in (5, 20, 50):
+        cfg = TrainConfig.from_yaml(REPO / "configs" / f"{cap_config(cap)}.yaml").as_dict()
+        changed = {k for k in ref if cfg[k] != ref[k]} - {"name", "description", "curve_steps"}
+        assert changed == {"cap_per_positive"} and cfg["cap_per_positive"] == cap
 
 
 def test_recall_head_tail_splits_the_gold_objects(data):

@@ -18,4 +18,5 @@ Evaluation during and after training goes through :mod:`helpers.evaluation`, lik
 #: its cached runs on it, so bump it when a code change alters the batches, loss or schedule of a run.
 #: 2: every batch full (``FullBatchNoDuplicatesSampler``), not the short end-of-pass batches.
 #: 3: the config key ``recipe`` (``catalog``: :mod:`helpers.training.catalog_stage`) and its keys.
-TRAINER_REVISION = 3
+#: 4: under a frequency cap, the catalog recipe leaves a query's dropped gold objects out of its loss.
+TRAINER_REVISION = 4

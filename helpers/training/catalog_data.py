@@ -29,6 +29,8 @@ class QueryGroup:
     query: str
     gold: tuple[str, ...]        # object ids, first-seen order
     pairs: int
+    # gold objects of the query whose pairs a frequency cap removed: neither positives nor negatives
+    other_gold: tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,17 +48,29 @@ class TaskCatalog:
         return len(self.ids)
 
 
-def query_groups(datasets: Mapping) -> dict[str, list[QueryGroup]]:
+def _golds(ds) -> tuple[dict[str, dict[str, None]], dict[str, int]]:
+    gold: dict[str, dict[str, None]] = {}
+    rows: dict[str, int] = {}
+    for query, pid in zip(ds["anchor"], ds["positive_id"]):
+        gold.setdefault(query, {})[pid] = None
+        rows[query] = rows.get(query, 0) + 1
+    return gold, rows
+
+
+def query_groups(datasets: Mapping, known: Mapping | None = None) -> dict[str, list[QueryGroup]]:
     """``{task: [QueryGroup]}`` from ``{task: Dataset(anchor, positive, positive_id)}``, queries in first-seen
-    order. A pair repeated in the data counts in ``pairs`` but adds no second gold entry."""
+    order. A pair repeated in the data counts in ``pairs`` but adds no second gold entry.
+
+    ``known``: the pairs before a frequency cap (same form). A cap keeps some of a query's pairs and drops
+    others, but the objects of the dropped pairs are still its gold: they become the group's
+    ``other_gold``, left out of the loss (:func:`other_gold_matrix`) instead of being scored as negatives.
+    """
     out = {}
     for task, ds in datasets.items():
-        gold: dict[str, dict[str, None]] = {}
-        rows: dict[str, int] = {}
-        for query, pid in zip(ds["anchor"], ds["positive_id"]):
-            gold.setdefault(query, {})[pid] = None
-            rows[query] = rows.get(query, 0) + 1
-        out[task] = [QueryGroup(task, q, tuple(g), rows[q]) for q, g in gold.items()]
+        gold, rows = _golds(ds)
+        every = _golds(known[task])[0] if known is not None and task in known else {}
+        out[task] = [QueryGroup(task, q, tuple(g), rows[q], tuple(p for p in every.get(q, ()) if p not in g))
+                     for q, g in gold.items()]
     return out
 
 
@@ -104,6 +118,21 @@ def gold_matrix(batch: list[QueryGroup], columns: list[int], catalog: TaskCatalo
         for pid in g.gold:
             gold[r, where[catalog.index[pid]]] = True
     return gold
+
+
+def other_gold_matrix(batch: list[QueryGroup], columns: list[int], catalog: TaskCatalog):
+    """``[len(batch), len(columns)]`` bool tensor: True where the column's object is one of the query's
+    ``other_gold`` (an object the catalog lacks, or a column not scored, is simply not there)."""
+    import torch
+
+    where = {c: n for n, c in enumerate(columns)}
+    mask = torch.zeros(len(batch), len(columns), dtype=torch.bool)
+    for r, g in enumerate(batch):
+        for pid in g.other_gold:
+            col = where.get(catalog.index.get(pid, -1))
+            if col is not None:
+                mask[r, col] = True
+    return mask
 
 
 def sample_catalog(batch: list[QueryGroup], catalog: TaskCatalog, size: int | None,

@@ -37,9 +37,11 @@ def catalog_scores(queries, objects, scale: float = 20.0):
     return scale * q @ d.T
 
 
-def multi_positive_loss(scores, gold, form: str = "each"):
+def multi_positive_loss(scores, gold, form: str = "each", ignore=None):
     """Mean loss over the queries (rows) of ``scores`` ``[B, C]`` given ``gold`` (bool ``[B, C]``, a gold
-    object in every row); ``form`` as the module docstring defines it."""
+    object in every row); ``form`` as the module docstring defines it. ``ignore`` (bool ``[B, C]``, never
+    True where ``gold`` is): columns left out of a row altogether, neither gold nor negative (a query's gold
+    objects whose pairs a frequency cap removed)."""
     import torch
 
     if form not in FORMS:
@@ -50,6 +52,10 @@ def multi_positive_loss(scores, gold, form: str = "each"):
     if int(n_gold.min()) < 1:
         raise ValueError("every query needs a gold object among the scored columns")
     scores = scores.float()
+    if ignore is not None:
+        if ignore.shape != gold.shape or bool((ignore & gold).any()):
+            raise ValueError("ignore must have the shape of gold and no gold column")
+        scores = scores.masked_fill(ignore, _MASKED)   # e^-1e9 = 0: the column weighs nothing in any sum
     if form == "sum":
         positive = scores.masked_fill(~gold, _MASKED).logsumexp(dim=1)
         return (scores.logsumexp(dim=1) - positive).mean()

@@ -11,7 +11,8 @@ What a run does, and where it departs from the paper's recipe (in-batch MNRL ove
   ``catalog_sample`` of them, golds always in), with the multi-positive InfoNCE of
   :mod:`~helpers.training.catalog_loss`. The catalog is encoded by the current model in every step, from
   its cached lower layers, with gradients through it: a stale, detached catalog fell apart in the probe
-  of issue 23.
+  of issue 23. Under a frequency cap (``known``), a query's gold objects whose pairs the cap dropped are
+  left out of its loss: neither positives nor (false) negatives.
 - **batches.** ``batch_groups`` groups of one task per step. Each epoch shuffles each task's groups and
   the order of all batches (seeded by ``seed`` and the epoch), so the tasks are mixed in proportion to
   their group counts and every group is seen once per epoch (a task's last batch may be short: nothing is
@@ -38,8 +39,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from helpers.io import DataError, atomic_write_bytes
-from helpers.training.catalog_data import (TaskCatalog, check_coverage, gold_matrix, query_groups, sample_catalog,
-                                           task_catalogs)
+from helpers.training.catalog_data import (TaskCatalog, check_coverage, gold_matrix, other_gold_matrix, query_groups,
+                                           sample_catalog, task_catalogs)
 from helpers.training.catalog_loss import FORMS, catalog_scores, multi_positive_loss
 from helpers.training.layer_cache import LayerCache
 from helpers.training.split_encoder import SplitEncoder
@@ -148,11 +149,11 @@ def _task_prompts(prompts: Mapping, task: str) -> tuple[str, str]:
     return prompts[task]["anchor"] or "", prompts[task]["positive"] or ""
 
 
-def _prepare(model, datasets: Mapping, prompts: Mapping, s: CatalogSettings, cache_dir, corpus,
+def _prepare(model, datasets: Mapping, prompts: Mapping, s: CatalogSettings, cache_dir, corpus, known,
              progress: bool) -> _State:
     """Split, groups, catalogs, every text's lower layers cached, the step count."""
     split = SplitEncoder(model, s.top_layers)
-    groups = query_groups(datasets)
+    groups = query_groups(datasets, known)
     catalogs = task_catalogs(datasets, corpus)
     check_coverage(groups, catalogs)
     caches: dict[int, LayerCache] = {}
@@ -203,7 +204,7 @@ def _step(state: _State, step: int) -> dict:
         queries = _embed(state, task, [g.query for g in batch], qp)
         objects = _embed(state, task, [catalog.texts[c] for c in columns], dp)
     loss = multi_positive_loss(catalog_scores(queries, objects, s.scale), gold_matrix(batch, columns, catalog),
-                               s.loss_form)
+                               s.loss_form, other_gold_matrix(batch, columns, catalog))
     loss.backward()
     params = state.split.top_parameters()
     torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
@@ -304,7 +305,7 @@ def _curve_point(state: _State, step: int, evaluate: Callable[[], dict], t0: flo
 
 
 def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogSettings | None = None, *,
-                  cache_dir: str | Path | None = None, corpus: Mapping | None = None,
+                  cache_dir: str | Path | None = None, corpus: Mapping | None = None, known: Mapping | None = None,
                   checkpoint_dir: str | Path | None = None, resume: bool = False,
                   curve_steps: Sequence[int] = (), curve: Callable[[], dict] | None = None,
                   on_step: Callable[[dict], None] | None = None, show_progress: bool = True) -> CatalogResult:
@@ -314,7 +315,9 @@ def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogS
     <helpers.training.pairs.load_training_pairs>`, after any cap or budget). ``prompts``: the trainer's
     column prompts ``{task: {"anchor": query prompt, "positive": document prompt}}``. ``cache_dir``: where
     the lower layers' states are kept on disk (None: memory only). ``corpus``: ``{task: {id: text}}``
-    catalogs instead of the tasks' distinct positives. ``curve()`` (-> ``{task: value}``) runs at
+    catalogs instead of the tasks' distinct positives. ``known``: the pairs before a frequency cap, whose
+    gold objects the cap dropped are left out of the loss, not scored as negatives
+    (:func:`~helpers.training.catalog_data.query_groups`). ``curve()`` (-> ``{task: value}``) runs at
     ``curve_steps`` (0: before training) and at the last step. ``on_step(record)`` runs after each step
     (and its checkpoint). Returns :class:`CatalogResult`.
     """
@@ -323,7 +326,7 @@ def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogS
 
     s = (settings or CatalogSettings()).check()
     t_start = time.perf_counter()
-    state = _prepare(model, datasets, prompts, s, cache_dir, corpus, show_progress)
+    state = _prepare(model, datasets, prompts, s, cache_dir, corpus, known, show_progress)
     cache_seconds = time.perf_counter() - t_start
     _optimizer(state)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -21,8 +21,8 @@ Keys only the paper recipe reads are refused (:data:`~helpers.training.config.PA
 
 Budget: every training pair (after any ``cap_per_positive``), ``epochs`` times: an epoch is every query group
 once, in batches of ``batch_size`` groups, so a run takes ``ceil(batches per epoch x epochs)`` steps
-(``max_steps`` overrides). ``train_pairs`` is refused: a slice of the data is what this recipe is for
-avoiding.
+(``max_steps`` overrides; the smoke profile's ``catalog_max_steps`` caps it, a pipeline check).
+``train_pairs`` is refused: a slice of the data is what this recipe is for avoiding.
 
 Why the cache is on disk by default: its key holds the frozen bottom's weights, cut, length, prompt and
 dtype, not the top or the seed, so every run on one base and cut (seeds, learning rates, the sweep, a
@@ -104,7 +104,7 @@ def prepare_catalog_config(cfg, world_size: int) -> None:
 def _base_settings(spec) -> CatalogSettings:
     s = spec.settings
     return CatalogSettings(top_layers=spec.cfg.train_top_layers, batch_groups=s.batch_size, epochs=s.epochs,
-                           max_steps=spec.cfg.max_steps, seed=spec.cfg.seed)
+                           max_steps=spec.cfg.max_steps or spec.prof.catalog_max_steps, seed=spec.cfg.seed)
 
 
 def catalog_steps(spec, used: dict) -> int:
@@ -150,7 +150,9 @@ def run_catalog(spec, data, base, mined, enc, resume: bool, evaluate: bool, call
     base_eval, base_eval_seconds = stages._base_evaluation(spec, data, base, out, evaluate)
     t0 = time.perf_counter()
     try:
+        known = data.raw if spec.cfg.cap_per_positive else None   # a cap's dropped golds are not negatives
         result = train_catalog(base.model, mined.used, base.col_prompts, settings, cache_dir=cache_folder(spec.cfg),
+                               known=known,
                                checkpoint_dir=out.ckpt_dir, resume=out.resume_from is not None,
                                curve_steps=spec.cfg.curve_steps, curve=stages._dev_sample(spec, data, base),
                                on_step=on_step, show_progress=show_progress)

@@ -85,6 +85,7 @@ class DataStage:
     source: Any                      # a dataset folder, or the user's JSONL files
     eval_root: Path | None           # BEIR folders per task for evaluation
     loaded: dict                     # pairs per task as loaded
+    raw: dict                        # task -> datasets.Dataset as loaded, before the cap
     ds_report: dict                  # the frequency cap's report
     budget: int | None               # pairs drawn in all (None: all)
     used: dict                       # task -> datasets.Dataset drawn to the budget
@@ -260,8 +261,8 @@ def _stage_data(spec: RunSpec) -> DataStage:
     pairs_for_steps = budget if budget is not None else sum(used_counts.values())
     max_steps = catalog_steps(spec, used) if cfg.recipe == "catalog" else \
         cfg.max_steps or max(1, math.ceil(pairs_for_steps * s.epochs / s.batch_size))
-    return DataStage(source, eval_root, {t: len(d) for t, d in raw.items()}, ds_report, budget, used, used_counts,
-                     max_steps, time.perf_counter() - t0)
+    return DataStage(source, eval_root, {t: len(d) for t, d in raw.items()}, raw, ds_report, budget, used,
+                     used_counts, max_steps, time.perf_counter() - t0)
 
 
 def _stage_model(spec: RunSpec) -> ModelStage:

@@ -20,3 +20,21 @@ def test_recipe_catalog_prints_both_recipes(tmp_path, capsys):
     for row in (paper, catalog):   # numbers, not judged: only that they were measured
         assert row["pairs_per_second"] > 0 and row["seconds_per_epoch"] > 0
     assert catalog["groups_per_second"] > 0 and catalog["cache_seconds"] >= 0
+
+
+@pytest.mark.slow
+def test_catalog_row_scores_the_whole_training_catalog(tmp_path):
+    """8 of 32 pairs train, but a step's catalog is every positive of the 32 (what a real run scores)."""
+    from helpers.bench_train import bench_catalog, synthetic_pairs
+
+    jsonl = synthetic_pairs(32, tmp_path / "pairs.jsonl")
+    row = bench_catalog("minilm-l6", 8, 4, "smoke", None, jsonl, 2, 2, catalog_sample=3)
+    assert sum(row["catalog"].values()) == 32 and row["catalog_sample"] == 3 and "3 sampled" in row["recipe"]
+    assert set(row["seconds_per_step_by_task"]) <= set(row["catalog"]) and row["seconds_per_epoch"] > 0
+
+
+def test_per_task_seconds_leaves_out_the_first_step():
+    from helpers.bench_train import _per_task_seconds
+
+    assert _per_task_seconds([("step", 9.0), ("step", 1.0), ("field", 2.0), ("step", 3.0)]) == {"field": 2.0, "step": 2.0}
+    assert _per_task_seconds([("table", 5.0)]) == {"table": 5.0}

@@ -15,6 +15,8 @@ steps, so each variant gives a small learning curve, its points at steps and at 
 ``catalog``                                     the catalog recipe (issue 23: top 2 layers on cached lower
                                                 layers, each query group against its task's whole catalog)
 ``catalog,top4``, ``catalog,lr=2e-4``           the same with 4 top layers, or at 2e-4
+``catalog,sample256``                           the same, each step scoring 256 objects of a larger catalog
+                                                (the batch's golds and a seeded sample: only fields, 891)
 
 Recipes against the clock: a catalog variant's lower-layer cache is built in memory by the run itself, and
 each curve point's ``seconds`` is its training seconds (evaluation excluded) plus that one-time build, so
@@ -59,6 +61,7 @@ VARIANTS: dict[str, dict] = {
     "catalog": {"recipe": "catalog"},
     "catalog,top4": {"recipe": "catalog", "train_top_layers": 4},
     "catalog,lr=2e-4": {"recipe": "catalog", "learning_rate": 2e-4},
+    "catalog,sample256": {"recipe": "catalog", "catalog_sample": 256},
 }
 
 

@@ -17,6 +17,9 @@ steps, so each variant gives a small learning curve, its points at steps and at 
 ``catalog,top4``, ``catalog,lr=2e-4``           the same with 4 top layers, or at 2e-4
 ``catalog,sample256``                           the same, each step scoring 256 objects of a larger catalog
                                                 (the batch's golds and a seeded sample: only fields, 891)
+``catalog,batch128,lr=2e-4``                    128 query groups per step, not 32: the catalog's pass, a
+                                                step's main cost, is shared by 4x the queries (rate x2,
+                                                the square-root rule for Adam); compare at equal groups
 
 Recipes against the clock: a catalog variant's lower-layer cache is built in memory by the run itself, and
 each curve point's ``seconds`` is its training seconds (evaluation excluded) plus that one-time build, so
@@ -62,6 +65,7 @@ VARIANTS: dict[str, dict] = {
     "catalog,top4": {"recipe": "catalog", "train_top_layers": 4},
     "catalog,lr=2e-4": {"recipe": "catalog", "learning_rate": 2e-4},
     "catalog,sample256": {"recipe": "catalog", "catalog_sample": 256},
+    "catalog,batch128,lr=2e-4": {"recipe": "catalog", "batch_size": 128, "learning_rate": 2e-4},
 }
 
 

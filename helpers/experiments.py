@@ -84,6 +84,32 @@ def compare(grid: dict, a: str, b: str, tasks: Iterable[str], splits: Iterable[s
     return out
 
 
+def join_grids(*grids: dict) -> dict:
+    """One grid from several (``{name: {task: {split: cell}}}``); a later grid's cell wins."""
+    out: dict = {}
+    for g in grids:
+        for name, per_task in g.items():
+            for task, per_split in per_task.items():
+                out.setdefault(name, {}).setdefault(task, {}).update(per_split)
+    return out
+
+
+def evaluate_per_task(name: str, specs: dict[str, object], data_dir: str | os.PathLike, splits: Iterable[str],
+                      **options) -> dict:
+    """One grid row whose spec depends on the task (a hybrid with a weight tuned per task):
+    ``specs`` maps each task to its spec; ``options`` go to :func:`evaluate_grid`."""
+    splits = list(splits)
+    return join_grids(*(evaluate_grid({name: spec}, data_dir, [task], splits, **options)
+                        for task, spec in specs.items()))
+
+
+def round_tests(tests: dict, digits: int = 4) -> dict:
+    """``{name: {task: paired test}}`` (what :func:`compare` gives per pair) with every number rounded,
+    as the results files keep them."""
+    return {n: {t: {k: round(float(v), digits) for k, v in r.items()} for t, r in per_task.items()}
+            for n, per_task in tests.items()}
+
+
 def summary_table(grid: dict, splits: Iterable[str] | None = None, ood: bool = False) -> dict[str, dict[str, float]]:
     """``{retriever: {task: value}}``: one split's recall, or the weighted OOD average."""
     table: dict[str, dict[str, float]] = {}
@@ -265,6 +291,66 @@ def cap_config(cap: int | None) -> str:
                          f"{', '.join(map(str, have))} (add a file that extends {ABLATION_REFERENCE} with "
                          f"cap_per_positive: {cap})")
     return name
+
+
+def merged_dir(config: str, profile: str, seed: int = 0) -> Path:
+    """Where the merge of ``config``'s trained model with its base is kept: beside the trained runs
+    (``runs/<profile>/<config>-merged-seed<seed>/``), outside the repository's tracked files."""
+    from helpers.workspace import runs_dir
+
+    return runs_dir(profile) / f"{config}-merged-seed{seed}"
+
+
+def merge_on_dev(model: str | os.PathLike, base: str, data_dir: str | os.PathLike, tasks: Iterable[str],
+                 out: str | os.PathLike, weights: Iterable[float] | None = None, max_queries: int | None = None,
+                 seed: int = 0, max_seq_length: dict[str, int] | None = None, precision: str = "fp32"):
+    """Merge ``model`` with ``base`` at the weight chosen on dev, and save that one merge in ``out``.
+
+    The sweep (:func:`helpers.merge.merge_sweep`, ``weights`` default :data:`helpers.merge.DEFAULT_WEIGHTS`)
+    runs on the dev folders of the trained ``tasks`` and of workflow; :func:`helpers.merge.choose_weight`
+    picks w; only the chosen merge is saved (with the sweep in its card). ``out`` is rewritten on each
+    run when the toolkit wrote it. Returns ``(folder, sweep, choice)``.
+    """
+    from helpers.merge import DEFAULT_WEIGHTS, choose_weight, merge_sweep, merge_with_base, save_merged
+    from helpers.models import load_encoder
+
+    finetuned, base_model = load_encoder(str(model)), load_encoder(base)   # once for the sweep and the merge
+    sweep = merge_sweep(finetuned, base_model, list(weights) if weights is not None else DEFAULT_WEIGHTS,
+                        data_dir, list(tasks), "dev", max_queries=max_queries, seed=seed,
+                        max_seq_length=max_seq_length, precision=precision)
+    choice = choose_weight(sweep)
+    folder = save_merged(merge_with_base(finetuned, base_model, choice.weight), out, sweep=sweep, choice=choice)
+    return folder, sweep, choice
+
+
+def tune_hybrid_at(factory: RetrieverFactory, parts: Iterable[str], data_dir: str | os.PathLike, task: str,
+                   max_seq_length: int | None = None, max_queries: int | None = None, seed: int = 0):
+    """:func:`helpers.fusion.tune_hybrid` of the convex weight on ``task``'s dev folder, each part built by
+    ``factory`` at ``max_seq_length`` (so the tuned ``.spec``, evaluated by :func:`evaluate_grid` with the
+    same length for ``task``, is the hybrid that was tuned)."""
+    from helpers.fusion import tune_hybrid
+
+    built = [factory(p, task, max_seq_length=max_seq_length) for p in parts]
+    return tune_hybrid(built, Path(data_dir) / "beir" / task / "dev", task, max_queries=max_queries, seed=seed)
+
+
+def with_labels(obj, labels: dict[str, str]):
+    """``obj`` (JSON-like) with each key of ``labels`` replaced by its label inside every string, dict keys
+    included: keeps this machine's paths (model folders, the dataset) out of committed results."""
+    order = sorted(labels, key=len, reverse=True)   # a folder before the folder it lies in
+
+    def fix(x):
+        if isinstance(x, str):
+            for k in order:
+                x = x.replace(k, labels[k])
+            return x
+        if isinstance(x, dict):
+            return {fix(k): fix(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [fix(v) for v in x]
+        return x
+
+    return fix(obj)
 
 
 def baselines() -> dict[str, str]:

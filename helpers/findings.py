@@ -88,3 +88,59 @@ def leaders_line(label: str, table: Mapping[str, Mapping[str, float]], columns: 
         if rows:
             parts.append(f"{c} {' = '.join(rows)} ({fmt_num(table[rows[0]][c], digits)})")
     return f"{label}: " + ", ".join(parts)
+
+
+def check_line(label: str, ok: bool, detail: str) -> str:
+    """A criterion and whether this run meets it: ``label: yes (detail)`` or ``label: no (detail)``."""
+    return f"{label}: {'yes' if ok else 'no'} ({detail})"
+
+
+def higher_at(r: Mapping[str, float], alpha: float = ALPHA) -> bool:
+    """Whether a paired test of b - a says b is higher at ``alpha``."""
+    return verdict(r, alpha) == "higher"
+
+
+def merge_findings(merge: Mapping, workflow: Mapping[str, Mapping[str, float]], alpha: float = ALPHA) -> list[str]:
+    """Notebook 06's merge read from its summary: the weight chosen on dev and whether the merged model
+    meets the three things a merge is for (issue 24): at least its base out of domain, above it on dev
+    workflow (paired test at ``alpha``), and within the rule's tolerance of the unmerged model on every
+    trained task (dev).
+
+    ``merge`` holds ``names`` (``merged``, ``unmerged``, ``base``), ``choice`` (:class:`WeightChoice`
+    as a dict), ``tolerance``, ``trained_dev`` (``{name: {task: recall}}``) and ``tests`` (``{"<merged> -
+    <other>, <dev|OOD>": {task: paired test}}``); ``workflow`` is the summary's ``workflow_recall5``.
+    """
+    names, choice, tol = merge["names"], merge["choice"], merge["tolerance"]
+    m, u, b = names["merged"], names["unmerged"], names["base"]
+    tests = merge["tests"]
+    ood_m, ood_b = workflow[m]["ood_avg"], workflow[b]["ood_avg"]
+    dev_test = tests[f"{m} - {b}, dev"]["workflow"]
+    deltas = {t: merge["trained_dev"][m][t] - merge["trained_dev"][u][t] for t in merge["trained_dev"][u]}
+    lines = [f"merge weight chosen on dev: w = {choice['weight']:g} (weights that passed the rule: "
+             f"{', '.join(f'{w:g}' for w in choice['eligible'])})",
+             check_line(f"{m} at least the base {b} on OOD workflow", ood_m >= ood_b,
+                        f"{fmt_num(ood_m, 3)} vs {fmt_num(ood_b, 3)}; {fmt_test(tests[f'{m} - {b}, OOD']['workflow'])}"),
+             check_line(f"{m} above the base {b} on dev workflow at p < {alpha:g}", higher_at(dev_test, alpha),
+                        fmt_test(dev_test)),
+             check_line(f"{m} within {tol:g} of {u} on every trained task (dev)",
+                        all(d >= -tol - 1e-9 for d in deltas.values()),
+                        ", ".join(f"{t} {fmt_num(d, 3, signed=True)}" for t, d in deltas.items()))]
+    return lines + findings_lines({k: v for k, v in tests.items() if f" - {u}," in k})
+
+
+def tuned_hybrid_findings(tuned: Mapping, workflow: Mapping[str, Mapping[str, float]],
+                          alpha: float = ALPHA) -> list[str]:
+    """Notebook 06's workflow hybrids read from its summary: which model and weight the tuned one fuses,
+    and each hybrid against BM25 on OOD workflow (weighted average and paired test at ``alpha``).
+
+    ``tuned`` holds ``model``, ``why``, ``weight``, ``names`` (``rrf``, ``tuned``) and ``tests``
+    (``{"<hybrid> - bm25, <dev|OOD>": {"workflow": paired test}}``).
+    """
+    lines = [f"tuned hybrid: BM25 + {tuned['model']} ({tuned['why']}), convex fusion with w = "
+             f"{tuned['weight']:g} on {tuned['model']}, tuned on dev workflow"]
+    for name in (tuned["names"]["rrf"], tuned["names"]["tuned"]):
+        r = tuned["tests"][f"{name} - bm25, OOD"]["workflow"]
+        ood, bm25 = workflow[name]["ood_avg"], workflow["bm25"]["ood_avg"]
+        lines.append(check_line(f"{name} above BM25 on OOD workflow at p < {alpha:g}", higher_at(r, alpha),
+                                f"{fmt_num(ood, 3)} vs {fmt_num(bm25, 3)}; {fmt_test(r)}"))
+    return lines

@@ -30,7 +30,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from helpers.cli import Parser, entry, positive_int
 from helpers.io import DataError, atomic_dir, atomic_write_json, check_output_dir
@@ -230,6 +230,9 @@ class MergeSweep:
     tasks: list[str]
     workflow_task: str
     results: dict[float, dict[str, dict]] = field(default_factory=dict)
+    # how it was encoded: per-task lengths (absent: the merged model's own, the base's) and precision
+    max_seq_length: dict[str, int] = field(default_factory=dict)
+    precision: str = "fp32"
 
     @property
     def weights(self) -> list[float]:
@@ -259,13 +262,16 @@ class MergeSweep:
 
     def as_dict(self) -> dict:
         return {"model": self.model, "base": self.base, "split": self.split, "tasks": list(self.tasks),
-                "workflow_task": self.workflow_task,
+                "workflow_task": self.workflow_task, "max_seq_length": dict(self.max_seq_length),
+                "precision": self.precision,
                 "results": [{"weight": w, "tasks": self.results[w]} for w in self.weights]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MergeSweep":
+        # sweeps saved before the encoding settings were recorded used the defaults
         return cls(d["model"], d["base"], d["split"], list(d["tasks"]), d["workflow_task"],
-                   {float(r["weight"]): r["tasks"] for r in d["results"]})
+                   {float(r["weight"]): r["tasks"] for r in d["results"]},
+                   dict(d.get("max_seq_length") or {}), d.get("precision", "fp32"))
 
 
 def check_dev_split(split: str) -> None:
@@ -286,10 +292,14 @@ def sweep_weights(weights: Sequence[float] | None) -> list[float]:
 
 def merge_sweep(finetuned, base, weights: Sequence[float] | None, data_root: str | os.PathLike,
                 tasks: Sequence[str], split: str = "dev", workflow_task: str = WORKFLOW_TASK,
-                max_queries: int | None = None, seed: int = 0) -> MergeSweep:
+                max_queries: int | None = None, seed: int = 0, max_seq_length: Mapping[str, int] | None = None,
+                precision: str = "fp32") -> MergeSweep:
     """Evaluate the merge at each weight (0 and 1 always included) on the ``dev`` folders of ``tasks``
     (the trained ones) and ``workflow_task`` (the untrained one) under ``data_root``, with
-    :func:`helpers.evaluation.evaluate_model` (the fine-tuned model's per-task prompts, no cache)."""
+    :func:`helpers.evaluation.evaluate_model` (the fine-tuned model's per-task prompts, no cache).
+
+    ``max_seq_length`` maps a task to its encoding length (a notebook's workflow length, so the sweep
+    chooses at the length the model is reported at); ``precision`` is the encoding precision."""
     from helpers.evaluation import evaluate_model, find_eval_folder
 
     check_dev_split(split)
@@ -304,11 +314,14 @@ def merge_sweep(finetuned, base, weights: Sequence[float] | None, data_root: str
     labels = (model_label(finetuned), model_label(base))
     finetuned, base = _load(finetuned), _load(base)
     check_mergeable(finetuned, base, labels)
-    sweep = MergeSweep(labels[0], labels[1], split, tasks, workflow_task)
+    lengths = {t: int(n) for t, n in (max_seq_length or {}).items() if t in tasks + [workflow_task]}
+    sweep = MergeSweep(labels[0], labels[1], split, tasks, workflow_task, max_seq_length=lengths,
+                       precision=precision)
     for w in grid:
         merged = merge_with_base(finetuned, base, w)
-        sweep.results[w] = evaluate_model(merged, data_root, tasks + [workflow_task], [split],
-                                          max_queries=max_queries, seed=seed)[split]
+        sweep.results[w] = {t: evaluate_model(merged, data_root, [t], [split], max_queries=max_queries, seed=seed,
+                                              max_seq_length=lengths.get(t), precision=precision)[split][t]
+                            for t in tasks + [workflow_task]}
         del merged
     return sweep
 

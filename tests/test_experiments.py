@@ -123,3 +123,16 @@ def test_query_prompt_variants_skip_missing_and_repeated_prompts():
     plain = SimpleNamespace(prompts={"workflow_query": "query: ", "step_query": "query: ", "query": "query: "})
     assert query_prompt_variants(plain, ["workflow_query", "step_query", "query"]) == {"workflow_query": "query: "}
     assert query_prompt_variants(SimpleNamespace(), ["query"]) == {}
+
+
+def test_join_grids_and_with_labels_keep_machine_paths_out():
+    from helpers.experiments import join_grids, with_labels
+
+    a = {"m": {"workflow": {"dev": {"recall": 0.5}}}}
+    b = {"m": {"workflow": {"ood01": {"recall": 0.6}}}, "n": {"step": {"dev": {"recall": 0.1}}}}
+    assert join_grids(a, b) == {"m": {"workflow": {"dev": {"recall": 0.5}, "ood01": {"recall": 0.6}}},
+                                "n": {"step": {"dev": {"recall": 0.1}}}}
+    labels = {"/x/runs/m": "multi-task", "/x/runs/m-merged": "multi-task, merged", "/x/data": "<dataset>"}
+    obj = {"spec": "hybrid:bm25+/x/runs/m-merged@0.3", "/x/runs/m": [{"folder": "/x/data/beir/step/dev"}], 1.0: 2}
+    assert with_labels(obj, labels) == {"spec": "hybrid:bm25+multi-task, merged@0.3",
+                                        "multi-task": [{"folder": "<dataset>/beir/step/dev"}], 1.0: 2}

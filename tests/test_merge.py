@@ -213,3 +213,21 @@ def test_choose_on_dev_sweeps_chooses_and_saves(base, finetuned, tiny, tmp_path,
     assert sweep.results[1.0]["workflow"] == direct["dev"]["workflow"]
     fig = plot_sweep(sweep, chosen=info["weight"])
     assert len(fig.axes[0].lines) == 4  # table, field, workflow, the chosen w
+
+
+@pytest.mark.slow
+def test_sweep_encodes_each_task_at_its_given_length_and_precision(base, finetuned, tiny):
+    """A notebook sweeps at the length it reports the untrained task at: ``max_seq_length`` per task
+    reaches the evaluation, the other tasks keep the merged model's own length, and the settings are
+    recorded (and read back) with the sweep."""
+    from helpers.evaluation import evaluate_model
+
+    _, ft = finetuned
+    sweep = merge_sweep(ft, base, [1.0], tiny, ["table"], max_queries=8, max_seq_length={"workflow": 16, "step": 8})
+    merged = merge_with_base(ft, base, 1.0)
+    short = evaluate_model(merged, tiny, ["workflow"], ["dev"], max_queries=8, max_seq_length=16)["dev"]["workflow"]
+    own = evaluate_model(merged, tiny, ["table"], ["dev"], max_queries=8)["dev"]["table"]
+    assert sweep.results[1.0]["workflow"] == short and sweep.results[1.0]["table"] == own
+    assert sweep.max_seq_length == {"workflow": 16} and sweep.precision == "fp32"   # step: not swept
+    again = MergeSweep.from_dict(json.loads(json.dumps(sweep.as_dict())))
+    assert again.max_seq_length == {"workflow": 16} and again.results == sweep.results

@@ -134,3 +134,53 @@ def test_curve_in_the_training_log_shape_gives_the_same_table(copy):
     res["summary"]["curve"]["multitask"][-1]["step"] = 200
     path.write_text(json.dumps(res), encoding="utf-8")
     assert _run(copy, "--check") == 1
+
+
+# --------------------------------------------------------------------- issue 24: merged model and tuned hybrids
+
+def _wf_test(delta: float, p: float) -> dict:
+    return {"workflow": {"mean_a": 0.5, "mean_b": 0.5 + delta, "delta": delta, "low": delta - 0.02,
+                         "high": delta + 0.02, "p_value": p}}
+
+
+def _with_issue24_keys(results: Path) -> None:
+    """Notebook 06 and 07 results as a re-run after issue 24 writes them: a merged model, two workflow
+    hybrids and a tuned hybrid per task (small made-up numbers)."""
+    path = results / "06_workflow_retrieval.json"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    wf = res["summary"]["workflow_recall5"]
+    wf["multi-task, merged"] = {"dev": 0.7123, "ood_avg": 0.8811}
+    wf["hybrid bm25 + multi-task, merged, RRF"] = {"dev": 0.69, "ood_avg": 0.86}
+    wf["hybrid bm25 + multi-task, merged, tuned"] = {"dev": 0.74, "ood_avg": 0.9}
+    res["summary"]["merge"] = {"names": {"merged": "multi-task, merged", "unmerged": "multi-task", "base": "me5-small"},
+                               "tolerance": 0.01, "choice": {"weight": 0.5, "eligible": [0.5, 0.75, 1.0]}}
+    res["summary"]["tuned_hybrid"] = {"model": "multi-task, merged", "weight": 0.3,
+                                      "names": {"rrf": "hybrid bm25 + multi-task, merged, RRF",
+                                                "tuned": "hybrid bm25 + multi-task, merged, tuned"}}
+    path.write_text(json.dumps(res), encoding="utf-8")
+    path = results / "07_beyond_the_paper.json"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    res["summary"]["hybrid_dev"]["hybrid bm25 + multi-task ds, tuned"] = {"step": 0.5612, "table": 0.87, "field": 0.8}
+    res["summary"]["tuned_hybrid"] = {"name": "hybrid bm25 + multi-task ds, tuned", "model": "multi-task ds",
+                                      "weights": {"step": 0.9, "table": 0.7, "field": 1.0}}
+    path.write_text(json.dumps(res), encoding="utf-8")
+
+
+def test_table6_and_hybrid_table_gain_the_issue24_rows_when_the_results_have_them(copy):
+    """Results written before issue 24 give the committed tables (the first test); with the new keys Table 6
+    gets the merged model and both workflow hybrids, the hybrid table the tuned row with its weights."""
+    from helpers.readme_tables import Results, TABLES
+
+    _with_issue24_keys(copy / "results")
+    t6, _ = TABLES["table6"](Results(copy / "results"))
+    assert "| multi-task merged with its base (w = 0.5, chosen on dev) | 0.71 | 0.88 |" in t6
+    assert "| hybrid BM25 + multi-task, merged, RRF | 0.69 | 0.86 |" in t6
+    # the best of a column is bold, new rows included
+    assert "| hybrid BM25 + multi-task, merged, convex w = 0.3 (tuned on dev) | **0.74** | **0.90** |" in t6
+    assert "| BM25 | 0.67 | 0.87 (0.66) |" in t6   # no longer the best of either column
+    hybrid, _ = TABLES["hybrid"](Results(copy / "results"))
+    assert ("| hybrid BM25 + multi-task ds, convex w tuned on dev (so optimistic here) | **0.56** (w = 0.9) | "
+            "**0.87** (w = 0.7) | 0.80 (w = 1) |") in hybrid
+    assert hybrid.splitlines()[-2].startswith("| hybrid BM25 + multi-task ds |")   # the old rows stay, in order
+    assert _run(copy, "--check") == 1   # the committed README has the tables without them
+    assert _run(copy) == 0 and _run(copy, "--check") == 0

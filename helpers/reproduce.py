@@ -265,7 +265,8 @@ def main(argv=None) -> int:
         raise DataError(f"--only {args.only!r} matches no notebook; notebooks: "
                         f"{', '.join(nb.stem for nb in notebooks())}")
     in_place = args.profile == COMMITTED_PROFILE and args.out is None
-    out_dir = Path(args.out) if args.out else REPO / "notebooks" if in_place else profile_results(args.profile).parent
+    # resolved here: the kernels run in notebooks/, where a relative --out would name another folder
+    out_dir = Path(args.out).resolve() if args.out else REPO / "notebooks" if in_place else profile_results(args.profile).parent
     # In place, the notebooks' own default finds the repository's results/: nothing machine-specific
     # is injected into the committed copies.
     results_dir = None if in_place else out_dir / "results"

@@ -76,3 +76,16 @@ def test_only_matching_no_notebook_is_an_error(tmp_path, capsys):
     assert main(["--profile", "smoke", "--only", "zz_*", "--out", str(tmp_path / "nb")]) == 2
     assert "--only 'zz_*' matches no notebook" in capsys.readouterr().err
     assert not (tmp_path / "nb").exists()
+
+
+def test_a_relative_out_is_taken_from_the_callers_folder(tmp_path, monkeypatch):
+    """The kernels run in notebooks/: a relative --out is resolved where the command was typed."""
+    import helpers.reproduce as reproduce
+
+    seen = []
+    monkeypatch.setattr(reproduce, "run_notebook", lambda nb, out, profile, results_dir, **kw: seen.append(
+        (out, results_dir)) or 0.0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--profile", "smoke", "--only", "00_*", "--out", "check"]) == 0
+    (out, results_dir), = seen
+    assert out.parent == results_dir.parent == tmp_path / "check" and results_dir.is_absolute()

@@ -55,6 +55,7 @@ from helpers.training.catalog_recipe import CatalogSettings, latest_checkpoint_f
 from helpers.training.layer_cache import FIELD as CACHE_FIELD
 from helpers.training.layer_cache import layer_cache_dir
 from helpers.training.runlog import assemble_log, resolved
+from helpers.training.stages import OutStage, base_evaluation, dev_sample_fn, prepare_out, stage_save
 
 #: How the log names this recipe's batches (the paper run's ``mixing_sampler``).
 MIXING = "catalog: one task's query groups per batch, all tasks' batches shuffled together each epoch"
@@ -66,11 +67,11 @@ _CATALOG_KEYS = ("total_steps", "batches_per_epoch", "groups", "pairs", "catalog
 
 @dataclass(frozen=True)
 class CatalogStage:
-    """Stage **catalog run** (the paper run's :class:`~helpers.training.trainer.TrainerStage`): what ran and
+    """Stage **catalog run** (the paper run's :class:`~helpers.training.stages.TrainerStage`): what ran and
     its log; the attribute names :func:`helpers.training.runlog.resolved` reads are the same."""
 
     settings: CatalogSettings
-    out: object                      # helpers.training.trainer.OutStage
+    out: OutStage
     log: dict                        # train_catalog's
     seconds: float                   # the whole train_catalog call
     per_device_bs: int
@@ -141,20 +142,19 @@ def _on_step(callbacks):
 def run_catalog(spec, data, base, mined, enc, resume: bool, evaluate: bool, callbacks, show_progress: bool):
     """The catalog recipe's stages after the encoder: checkpoints, base evaluation, the run, log and save.
     Returns :class:`~helpers.training.config.TrainResult`, as the paper run does."""
-    from helpers.training import trainer as stages   # here: trainer imports this module
     from helpers.training.callbacks import drop_if_empty
 
     on_step = _on_step(callbacks)
     settings = catalog_settings(spec, data.max_steps, enc)
-    out = stages._prepare_out(spec, resume, latest=latest_checkpoint_file)
-    base_eval, base_eval_seconds = stages._base_evaluation(spec, data, base, out, evaluate)
+    out = prepare_out(spec, resume, latest=latest_checkpoint_file)
+    base_eval, base_eval_seconds = base_evaluation(spec, data, base, out, evaluate)
     t0 = time.perf_counter()
     try:
         known = data.raw if spec.cfg.cap_per_positive else None   # a cap's dropped golds are not negatives
         result = train_catalog(base.model, mined.used, base.col_prompts, settings, cache_dir=cache_folder(spec.cfg),
                                known=known,
                                checkpoint_dir=out.ckpt_dir, resume=out.resume_from is not None,
-                               curve_steps=spec.cfg.curve_steps, curve=stages._dev_sample(spec, data, base),
+                               curve_steps=spec.cfg.curve_steps, curve=dev_sample_fn(spec, data, base),
                                on_step=on_step, show_progress=show_progress)
     except BaseException:
         drop_if_empty(spec.out, out.ckpt_dir, out.created_out)
@@ -166,7 +166,7 @@ def run_catalog(spec, data, base, mined, enc, resume: bool, evaluate: bool, call
                "cache_seconds": cs.log["cache_seconds"]}
     log = assemble_log(spec, data, mined, enc, catalog_resolved(spec, data, base, enc, cs), training_record(cs),
                        timings)
-    return stages._stage_save(spec, data, base, enc, log, base_eval, evaluate)
+    return stage_save(spec, data, base, enc, log, base_eval, evaluate)
 
 
 def catalog_resolved(spec, data, base, enc, cs: CatalogStage):

@@ -55,7 +55,6 @@ class DataStage:
 
     source: Any                      # a dataset folder, or the user's JSONL files
     eval_root: Path | None           # BEIR folders per task for evaluation
-    loaded: dict                     # pairs per task as loaded
     raw: dict                        # task -> datasets.Dataset as loaded, before the cap
     ds_report: dict                  # the frequency cap's report
     budget: int | None               # pairs drawn in all (None: all)
@@ -63,6 +62,11 @@ class DataStage:
     used_counts: dict
     max_steps: int
     seconds: float
+
+    @property
+    def loaded(self) -> dict:
+        """Pairs per task as loaded."""
+        return {t: len(d) for t, d in self.raw.items()}
 
 
 @dataclass(frozen=True)

@@ -170,8 +170,8 @@ def _stage_data(spec: RunSpec) -> DataStage:
     pairs_for_steps = budget if budget is not None else sum(used_counts.values())
     max_steps = catalog_steps(spec, used) if cfg.recipe == "catalog" else \
         cfg.max_steps or max(1, math.ceil(pairs_for_steps * s.epochs / s.batch_size))
-    return DataStage(source, eval_root, {t: len(d) for t, d in raw.items()}, raw, ds_report, budget, used,
-                     used_counts, max_steps, time.perf_counter() - t0)
+    return DataStage(source, eval_root, raw, ds_report, budget, used, used_counts, max_steps,
+                     time.perf_counter() - t0)
 
 
 def _stage_model(spec: RunSpec) -> ModelStage:

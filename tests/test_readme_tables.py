@@ -184,3 +184,22 @@ def test_table6_and_hybrid_table_gain_the_issue24_rows_when_the_results_have_the
     assert hybrid.splitlines()[-2].startswith("| hybrid BM25 + multi-task ds |")   # the old rows stay, in order
     assert _run(copy, "--check") == 1   # the committed README has the tables without them
     assert _run(copy) == 0 and _run(copy, "--check") == 0
+
+
+def test_table3_in_the_catalog_layout_keeps_the_paper_recipe_row(copy):
+    """Notebook 02 after issue 23: the headline multi-task model trains on every pair (its steps from the
+    training record), and the paper recipe's model is one more row, after the downsampled one."""
+    from helpers.readme_tables import PAPER_RECIPE_ROW, Results, TABLES
+
+    path = copy / "results" / "02_single_vs_multitask.json"
+    res = json.loads(path.read_text(encoding="utf-8"))
+    t3 = res["summary"]["table3"]
+    t3[PAPER_RECIPE_ROW] = {"step": 0.4321, "table": 0.8765, "field": 0.7654}
+    res["training"]["multitask_catalog"] = {"steps": 1430}
+    path.write_text(json.dumps(res), encoding="utf-8")
+    table, _ = TABLES["table3"](Results(copy / "results"))
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[2:]]
+    paper_steps = res["training"]["multitask"]["steps"] // 3
+    assert rows[-3:] == ["one multi-task model (every pair: 1430 steps)", "multi-task + downsampled (K=20)",
+                         f"multi-task, paper recipe ({paper_steps} steps per task)"]
+    assert "| multi-task, paper recipe" in table and "0.43" in table.splitlines()[-1]

@@ -67,6 +67,17 @@ def ood_average(grid: dict, name: str, task: str, splits: Iterable[str] = OOD_SP
     return weighted_mean({s: {"r": c["recall"]} for s, c in cells.items()}, {s: c["n"] for s, c in cells.items()})["r"]
 
 
+def recall_by_split(grid: dict, names: Iterable[str], task: str, splits: Iterable[str]):
+    """A DataFrame of ``task``'s recall: a row per split, a column per retriever, then the row
+    ``OOD weighted avg`` (:func:`ood_average`)."""
+    import pandas as pd
+
+    names, splits = list(names), list(splits)
+    table = pd.DataFrame({n: {s: grid[n][task][s]["recall"] for s in splits} for n in names})
+    table.loc["OOD weighted avg"] = [ood_average(grid, n, task) for n in names]
+    return table
+
+
 def compare(grid: dict, a: str, b: str, tasks: Iterable[str], splits: Iterable[str], equal_weights: bool = False,
             n_resamples: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
     """``{task: paired bootstrap of b - a}`` on the average over ``splits`` that the tables report: the

@@ -26,6 +26,18 @@ def test_grid_and_weighted_ood_average(data):
     assert table["bm25"]["step"] == pytest.approx(round(grid["bm25"]["step"]["ood01"]["recall"], 4))
 
 
+def test_recall_by_split_has_a_row_per_split_and_the_weighted_ood_average():
+    from helpers.experiments import recall_by_split
+
+    grid = {n: {"workflow": {"dev": {"recall": r, "n": 4}, "ood01": {"recall": r / 2, "n": 1},
+                             "ood02": {"recall": r, "n": 3}}} for n, r in (("a", 0.8), ("b", 0.4))}
+    table = recall_by_split(grid, ["b", "a"], "workflow", ["dev", "ood01"])
+    assert list(table.columns) == ["b", "a"] and list(table.index) == ["dev", "ood01", "OOD weighted avg"]
+    assert table.loc["ood01", "a"] == 0.4
+    # the average weighs every OOD split of the grid by its queries, not only the rows shown
+    assert table.loc["OOD weighted avg", "a"] == pytest.approx((0.4 * 1 + 0.8 * 3) / 4)
+
+
 def test_compare_tests_the_average_the_table_reports(data):
     from helpers.retrieval import BM25Retriever
 

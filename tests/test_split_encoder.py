@@ -38,6 +38,17 @@ def test_top_of_bottom_is_the_full_embedding(minilm, top):
         assert torch.nn.functional.cosine_similarity(got_bf16, want).min() > 0.999
 
 
+def test_chunks_of_similar_length_give_the_whole_batchs_embeddings_in_its_order(minilm):
+    split = SplitEncoder(minilm, 2)
+    minilm.eval()
+    states = split.bottom(split.tokenize(TEXTS * 3, "passage: ", 32))   # lengths unsorted, repeated
+    with torch.no_grad():
+        whole = split.top(states, chunk=len(states))
+        for chunk in (1, 2, 5):
+            torch.testing.assert_close(split.top(states, chunk=chunk), whole, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(whole[0], whole[1])   # the order matters: distinct texts differ
+
+
 @pytest.mark.slow
 def test_states_do_not_depend_on_the_batch(minilm):
     split = SplitEncoder(minilm, 2)

@@ -19,4 +19,5 @@ Evaluation during and after training goes through :mod:`helpers.evaluation`, lik
 #: 2: every batch full (``FullBatchNoDuplicatesSampler``), not the short end-of-pass batches.
 #: 3: the config key ``recipe`` (``catalog``: :mod:`helpers.training.catalog_stage`) and its keys.
 #: 4: under a frequency cap, the catalog recipe leaves a query's dropped gold objects out of its loss.
-TRAINER_REVISION = 4
+#: 5: the catalog recipe's top layers run in chunks of similar length (other dropout draws, same model).
+TRAINER_REVISION = 5

@@ -6,9 +6,12 @@ For a model whose first module is a sentence-transformers ``Transformer`` over a
 - :meth:`~SplitEncoder.bottom`: embeddings and layers ``[0, L)``, without gradients, in eval mode, giving
   the layer-``L`` hidden states of each text's real tokens (what :mod:`helpers.training.layer_cache`
   stores), and
-- :meth:`~SplitEncoder.top`: layers ``[L, N)`` on those states (re-padded to the batch), then the model's
-  own remaining modules (pooling, normalisation, any dense layer), so the embedding is the one the full
-  model computes, with gradients on the top layers only.
+- :meth:`~SplitEncoder.top`: layers ``[L, N)`` on those states, then the model's own remaining modules
+  (pooling, normalisation, any dense layer), so the embedding is the one the full model computes, with
+  gradients on the top layers only. The texts run in chunks of similar length (:data:`TOP_CHUNK`, sorted
+  by token count), each padded to its own longest: a task's catalog pads to its longest text otherwise,
+  and on the 891 training fields (37 tokens on average, 83 at most) one forward and backward pass took
+  3.1x as long (24 s against 7.7 s, fp32, 2 threads), with the same embeddings (to 1e-7).
 
 The masks come from the backbone's own helper (``BertModel._create_attention_masks``, which picks the
 format the configured attention implementation wants: a 4D additive mask for eager, a boolean or no
@@ -27,6 +30,9 @@ from helpers.io import DataError
 
 #: The config key whose value sets the cut; named in every error about it.
 FIELD = "train_top_layers"
+
+#: Texts per chunk in :meth:`SplitEncoder.top` (64 and 128 measured within 15% of each other).
+TOP_CHUNK = 64
 
 
 def backbone_layers(model) -> tuple:
@@ -113,15 +119,27 @@ class SplitEncoder:
             hidden = layer(hidden, ext)
         return hidden
 
-    def top(self, states: Sequence, prompt_length: int | None = None):
+    def top(self, states: Sequence, prompt_length: int | None = None, chunk: int = TOP_CHUNK):
         """Sentence embeddings from per-text layer-``L`` states (any float dtype): layers ``[L, N)`` and the
-        model's modules after the Transformer (pooling, normalisation). Gradients reach the top only."""
+        model's modules after the Transformer (pooling, normalisation), in chunks of ``chunk`` texts of
+        similar length, returned in the order of ``states``. Gradients reach the top only."""
+        import torch
+
+        lengths = [int(s.shape[0]) for s in states]
+        if min(lengths) < 1:
+            raise ValueError("a cached text has no tokens")
+        order = sorted(range(len(states)), key=lengths.__getitem__)
+        parts = [self._top_chunk([states[i] for i in order[k:k + chunk]], prompt_length)
+                 for k in range(0, len(order), chunk)]
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return torch.cat(parts)[inverse]
+
+    def _top_chunk(self, states: Sequence, prompt_length: int | None):
         import torch
 
         dtype = next(iter(self.layers[-1].parameters())).dtype
         lengths = torch.tensor([s.shape[0] for s in states])
-        if int(lengths.min()) < 1:
-            raise ValueError("a cached text has no tokens")
         hidden = torch.nn.utils.rnn.pad_sequence([s.to(dtype) for s in states], batch_first=True)
         mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).long()
         hidden = self._run_layers(self.layers[self.cut:], hidden, mask)

@@ -41,6 +41,9 @@ class Profile:
     base_model: str | None = None
     # smoke only: cap on the steps of a catalog-recipe run (a config's max_steps wins); None: every pair
     catalog_max_steps: int | None = None
+    # smoke only: cap on a catalog-recipe step's query groups (the config's batch_size otherwise): the
+    # headline config's 128 groups made each smoke run 8x the work of the pipeline check it is
+    catalog_max_batch: int | None = None
     # notebook 03: the caps K of the downsampling ablation
     ablation_caps: tuple[int, ...] = (5, 20, 50)
     # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
@@ -60,7 +63,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
                      base_model="minilm-l6", ablation_caps=(20,), ood_splits=("ood01", "ood07"),
-                     catalog_max_steps=8),
+                     catalog_max_steps=8, catalog_max_batch=16),
     # Measured here (quiet machine, full batches, native bf16): a 60-step me5-small run of 1,920 pairs takes
     # 1.5-5 minutes by task (fields are short, steps long), a 180-step multi-task run about 11; the
     # case study trains 12 models, 53 minutes of training in all (fp32: about 100).

@@ -74,7 +74,7 @@ def test_the_smoke_profile_caps_a_catalog_run_and_a_config_s_max_steps_wins():
     from types import SimpleNamespace
 
     from helpers.profiles import get_profile
-    from helpers.training.catalog_stage import catalog_steps
+    from helpers.training.catalog_stage import _base_settings, catalog_steps
     from helpers.training.settings import resolve_settings
 
     from tests.test_catalog_data import _pairs
@@ -90,7 +90,11 @@ def test_the_smoke_profile_caps_a_catalog_run_and_a_config_s_max_steps_wins():
 
     assert steps("smoke") == get_profile("smoke").catalog_max_steps == 8
     assert steps("smoke", max_steps=3) == 3
-    assert steps("cpu") == 400 // 32 + 1 and get_profile("cpu").catalog_max_steps is None
+    assert cfg.batch_size == 128 and steps("cpu") == 400 // 128 + 1 and get_profile("cpu").catalog_max_steps is None
+    # smoke caps the groups per step too (16 of the config's 128): a pipeline check, not the recipe's work
+    smoke = get_profile("smoke")
+    spec = SimpleNamespace(cfg=cfg, prof=smoke, settings=resolve_settings(cfg, smoke))
+    assert _base_settings(spec).batch_groups == smoke.catalog_max_batch == 16
 
 
 def _cfg(**kw) -> TrainConfig:

@@ -21,7 +21,8 @@ Keys only the paper recipe reads are refused (:data:`~helpers.training.config.PA
 
 Budget: every training pair (after any ``cap_per_positive``), ``epochs`` times: an epoch is every query group
 once, in batches of ``batch_size`` groups, so a run takes ``ceil(batches per epoch x epochs)`` steps
-(``max_steps`` overrides; the smoke profile's ``catalog_max_steps`` caps it, a pipeline check).
+(``max_steps`` overrides; the smoke profile's ``catalog_max_steps`` caps it, and its ``catalog_max_batch``
+the groups per step: a pipeline check).
 ``train_pairs`` is refused: a slice of the data is what this recipe is for avoiding.
 
 Why the cache is on disk by default: its key holds the frozen bottom's weights, cut, length, prompt and
@@ -103,8 +104,9 @@ def prepare_catalog_config(cfg, world_size: int) -> None:
 
 
 def _base_settings(spec) -> CatalogSettings:
-    s = spec.settings
-    return CatalogSettings(top_layers=spec.cfg.train_top_layers, batch_groups=s.batch_size, epochs=s.epochs,
+    s, cap = spec.settings, spec.prof.catalog_max_batch
+    return CatalogSettings(top_layers=spec.cfg.train_top_layers, epochs=s.epochs,
+                           batch_groups=min(s.batch_size, cap) if cap else s.batch_size,
                            max_steps=spec.cfg.max_steps or spec.prof.catalog_max_steps, seed=spec.cfg.seed)
 
 

@@ -95,6 +95,33 @@ def compare(grid: dict, a: str, b: str, tasks: Iterable[str], splits: Iterable[s
     return out
 
 
+def seed_name(name: str, seed: int) -> str:
+    """A trained model's row in a grid over seeds (:func:`compare_seeds`)."""
+    return f"{name}@seed{seed}"
+
+
+def compare_seeds(grid: dict, a: str, b: str, tasks: Iterable[str], splits: Iterable[str], seeds: Iterable[int],
+                  n_resamples: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``{task: paired bootstrap of b - a}`` pooled over ``seeds``: each (seed, split) is a stratum, weighted
+    by its queries, so the estimate is the mean over seeds of what :func:`compare` reports for one seed and
+    its interval holds each seed's query sampling. A name with rows :func:`seed_name` ``(name, s)`` in the
+    grid takes seed ``s``'s row; one without (BM25, a base encoder) is the same at every seed."""
+    seeds = list(seeds)
+
+    def row(name: str, s: int) -> str:
+        return seed_name(name, s) if seed_name(name, s) in grid else name
+
+    out = {}
+    for t in tasks:
+        strata = [(s, sp) for s in seeds for sp in splits if sp in grid[row(a, s)][t] and sp in grid[row(b, s)][t]]
+        if not strata:
+            raise ValueError(f"no split of {list(splits)} was evaluated for both {a!r} and {b!r} on task {t!r}")
+        out[t] = paired_bootstrap_strata({f"{sp}@seed{s}": grid[row(a, s)][t][sp]["per_query"] for s, sp in strata},
+                                         {f"{sp}@seed{s}": grid[row(b, s)][t][sp]["per_query"] for s, sp in strata},
+                                         n_resamples=n_resamples, seed=seed)
+    return out
+
+
 def join_grids(*grids: dict) -> dict:
     """One grid from several (``{name: {task: {split: cell}}}``); a later grid's cell wins."""
     out: dict = {}
@@ -224,11 +251,27 @@ def strip_per_query(grid: dict) -> dict:
                 for t, ps in pt.items()} for n, pt in grid.items()}
 
 
+def _changed(obj) -> dict:
+    """A dataclass's fields that differ from their defaults: a key added later at its default (an option
+    that is off) leaves the runs trained before it valid."""
+    from dataclasses import MISSING, fields
+
+    out = {}
+    for f in fields(obj):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(obj, f.name)
+        if default is MISSING or value != default:
+            out[f.name] = value
+    return out
+
+
 def run_key(config: str, profile: str, data_dir: str | os.PathLike) -> str:
     """What decides a run of ``config`` under ``profile``: ``<training files hash>-<settings hash>``.
 
-    The settings are the resolved config (its ``extends`` chain included), the profile and
-    ``helpers.training.TRAINER_REVISION``; :func:`trained_model` re-uses a run whose marker holds this key.
+    The settings are the resolved config (its ``extends`` chain included) and the profile, each as the
+    fields that differ from their defaults, and ``helpers.training.TRAINER_REVISION``; :func:`trained_model`
+    re-uses a run whose marker holds this key.
     """
     import hashlib
     import json
@@ -242,8 +285,8 @@ def run_key(config: str, profile: str, data_dir: str | os.PathLike) -> str:
         if f.is_file():  # the training pairs themselves: byte-identical for the same seed and sources
             h.update(f.relative_to(data_dir).as_posix().encode())
             h.update(f.read_bytes())
-    settings = json.dumps({"config": TrainConfig.from_yaml(REPO / "configs" / f"{config}.yaml").as_dict(),
-                           "profile": get_profile(profile).as_dict(), "trainer": TRAINER_REVISION}, sort_keys=True)
+    settings = json.dumps({"config": _changed(TrainConfig.from_yaml(REPO / "configs" / f"{config}.yaml")),
+                           "profile": _changed(get_profile(profile)), "trainer": TRAINER_REVISION}, sort_keys=True)
     return f"{h.hexdigest()[:16]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 

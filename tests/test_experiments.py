@@ -148,3 +148,26 @@ def test_join_grids_and_with_labels_keep_machine_paths_out():
     obj = {"spec": "hybrid:bm25+/x/runs/m-merged@0.3", "/x/runs/m": [{"folder": "/x/data/beir/step/dev"}], 1.0: 2}
     assert with_labels(obj, labels) == {"spec": "hybrid:bm25+multi-task, merged@0.3",
                                         "multi-task": [{"folder": "<dataset>/beir/step/dev"}], 1.0: 2}
+
+
+def test_run_key_hashes_what_differs_from_the_defaults(tmp_path, monkeypatch):
+    """A run's key changes with a setting's value, not with a new option left at its default."""
+    from dataclasses import replace
+
+    from helpers import experiments, profiles
+    from helpers.training.config import TrainConfig
+
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "pairs.arrow").write_bytes(b"pairs")
+    key = experiments.run_key("multitask_catalog", "cpu", data)
+    changed = experiments._changed(TrainConfig.from_yaml(experiments.REPO / "configs" / "multitask_catalog.yaml"))
+    assert changed["batch_size"] == 128 and "cache_dtype" not in changed   # left at its default: not hashed
+    cpu = profiles.PROFILES["cpu"]
+    monkeypatch.setitem(profiles.PROFILES, "cpu", replace(cpu, catalog_max_batch=None))   # = its default
+    assert experiments.run_key("multitask_catalog", "cpu", data) == key
+    monkeypatch.setitem(profiles.PROFILES, "cpu", replace(cpu, epochs=2))
+    assert experiments.run_key("multitask_catalog", "cpu", data) != key
+    monkeypatch.setitem(profiles.PROFILES, "cpu", cpu)
+    (data / "train" / "pairs.arrow").write_bytes(b"other pairs")
+    assert experiments.run_key("multitask_catalog", "cpu", data) != key

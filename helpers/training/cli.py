@@ -49,7 +49,7 @@ def _parser() -> Parser:
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUT an earlier run did not create (its other files are kept)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="training seed (default 0, the study's)")
     p.add_argument("--data", default=None, help="dataset builder output folder (train/<task>/, beir/<task>/<split>/)")
     p.add_argument("--train-jsonl", nargs="+", default=None, metavar="FILE",
                    help='your own pairs: JSONL lines {"task", "query", "positive"[, "negative"]}')

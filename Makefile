@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup reproduce test data check-results clean
+.PHONY: setup reproduce test seeds data check-results clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else "make setup needs Python >= 3.11 (the pinned transformers and torch need it); $(PYTHON) is " + sys.version.split()[0] + ": run make setup PYTHON=python3.11 (or newer)")'
@@ -31,6 +31,11 @@ reproduce: setup
 # Each smoke notebook runs once, in tests/test_notebooks.py (results, expected values, NBVAL_CHECK_OUTPUT cells).
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The headline comparisons over training seeds 0, 1 and 2 (helpers/seeds.py): trains seeds 1 and 2 of every
+# headline model (seed 0 is make reproduce's run, re-used) -> results/seeds-cpu.json
+seeds: setup
+	$(PY) -m helpers.seeds --profile $(PROFILE) --seeds 0 1 2
 
 data: setup
 	$(PY) -m helpers.data build --seed 0 --profile $(PROFILE) --out data/generated/$(PROFILE)-seed0

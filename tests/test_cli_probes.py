@@ -27,7 +27,7 @@ CLIS = {"data": "helpers.data.__main__", "evaluate": "helpers.evaluate", "train"
         "bench": "helpers.bench", "bench_train": "helpers.bench_train", "sweep": "helpers.sweep",
         "check_results": "helpers.check_results", "reproduce": "helpers.reproduce", "models": "helpers.models",
         "merge": "helpers.merge", "fusion": "helpers.fusion", "mteb": "helpers.mteb",
-        "readme_tables": "helpers.readme_tables", "bench_setup": "helpers.bench_setup"}
+        "readme_tables": "helpers.readme_tables", "bench_setup": "helpers.bench_setup", "seeds": "helpers.seeds"}
 
 # The sandbox every probe runs in: a user's files (kept byte-identical) and bad inputs.
 SANDBOX = {
@@ -281,6 +281,12 @@ PROBES = [
     ("bench-setup-requirements-missing", "bench_setup", "--requirements {s}/nowhere.txt", "nowhere.txt"),
     ("bench-setup-unknown-package", "bench_setup", "--without notapkg", "no requirement line for notapkg"),
     ("bench-setup-repeats-zero", "bench_setup", "--repeats 0", "repeats"),
+    # helpers.seeds (each fails before any training)
+    ("seeds-one-seed", "seeds", "--profile smoke --seeds 3 --out {s}/seeds.json", "at least two distinct seeds"),
+    ("seeds-negative-seed", "seeds", "--profile smoke --seeds 0 -1 --out {s}/seeds.json", "--seeds"),
+    ("seeds-out-user-file", "seeds", "--profile smoke --seeds 0 1 --out {s}/user.json", "--overwrite"),
+    ("seeds-out-folder", "seeds", "--profile smoke --seeds 0 1 --out {s}/userdir", "must be a file path"),
+    ("seeds-unknown-profile", "seeds", "--profile tiny --seeds 0 1", "unknown profile"),
     # helpers.fusion
     ("fusion-not-a-hybrid", "fusion", "--retriever bm25 --data {ds}", "expected a hybrid"),
     ("fusion-weighted-hybrid", "fusion", "--retriever hybrid:bm25+minilm-l6@0.5 --data {ds}", "without weights"),

@@ -383,16 +383,18 @@ def task_splits(root: str | os.PathLike, task: str) -> list[str]:
 
 def evaluate_model(model, root: str | os.PathLike, tasks: list[str], splits: list[str],
                    max_queries: int | None = None, seed: int = 0, max_seq_length: int | None = None,
-                   precision: str = "fp32") -> dict:
+                   precision: str = "fp32", cache_dir: str | os.PathLike | None = None) -> dict:
     """``{split: {task: {"recall@k": ..., "n_queries": ..., "n_docs": ..., "headline", "label"}}}``.
 
     Each folder goes through :func:`evaluate_folder` with the model's ``"<task>_query"`` /
-    ``"<task>_document"`` prompts (no embedding cache: the weights are changing), so what is
-    reported is what the evaluation notebooks compute. ``splits=["all"]``: every split found.
-    ``max_seq_length``: the encoding length (default: the model's current one); ``precision``: the
-    encoding precision (:class:`RetrieverFactory`).
+    ``"<task>_document"`` prompts, so what is reported is what the evaluation notebooks compute.
+    ``splits=["all"]``: every split found. ``max_seq_length``: the encoding length (default: the
+    model's current one); ``precision``: the encoding precision (:class:`RetrieverFactory`).
+    ``cache_dir``: an embedding cache (default none: during training the weights change at every
+    call; the cache is keyed by the weights, so it is safe, but only pays where the same weights
+    and texts come back, as a merge sweep's ends do: the base's and the fine-tuned model's).
     """
-    factory = RetrieverFactory(cache_dir=None, precision=precision)
+    factory = RetrieverFactory(cache_dir=cache_dir, precision=precision)
     out: dict[str, dict] = {}
     for task in tasks:
         for split in task_splits(root, task) if splits == ["all"] else splits:

@@ -363,15 +363,19 @@ def merge_on_dev(model: str | os.PathLike, base: str, data_dir: str | os.PathLik
     The sweep (:func:`helpers.merge.merge_sweep`, ``weights`` default :data:`helpers.merge.DEFAULT_WEIGHTS`)
     runs on the dev folders of the trained ``tasks`` and of workflow; :func:`helpers.merge.choose_weight`
     picks w; only the chosen merge is saved (with the sweep in its card). ``out`` is rewritten on each
-    run when the toolkit wrote it. Returns ``(folder, sweep, choice)``.
+    run when the toolkit wrote it. The sweep goes through the study's embedding cache (keyed by the
+    weights): its ends, w = 0 and w = 1, are the base's and the fine-tuned model's weights, whose
+    documents the notebooks encoded already, and the chosen merge's dev embeddings serve its later
+    evaluations. Returns ``(folder, sweep, choice)``.
     """
     from helpers.merge import DEFAULT_WEIGHTS, choose_weight, merge_sweep, merge_with_base, save_merged
     from helpers.models import load_encoder
+    from helpers.workspace import embedding_cache_dir
 
     finetuned, base_model = load_encoder(str(model)), load_encoder(base)   # once for the sweep and the merge
     sweep = merge_sweep(finetuned, base_model, list(weights) if weights is not None else DEFAULT_WEIGHTS,
                         data_dir, list(tasks), "dev", max_queries=max_queries, seed=seed,
-                        max_seq_length=max_seq_length, precision=precision)
+                        max_seq_length=max_seq_length, precision=precision, cache_dir=embedding_cache_dir())
     choice = choose_weight(sweep)
     folder = save_merged(merge_with_base(finetuned, base_model, choice.weight), out, sweep=sweep, choice=choice)
     return folder, sweep, choice

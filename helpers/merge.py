@@ -293,10 +293,12 @@ def sweep_weights(weights: Sequence[float] | None) -> list[float]:
 def merge_sweep(finetuned, base, weights: Sequence[float] | None, data_root: str | os.PathLike,
                 tasks: Sequence[str], split: str = "dev", workflow_task: str = WORKFLOW_TASK,
                 max_queries: int | None = None, seed: int = 0, max_seq_length: Mapping[str, int] | None = None,
-                precision: str = "fp32") -> MergeSweep:
+                precision: str = "fp32", cache_dir: str | os.PathLike | None = None) -> MergeSweep:
     """Evaluate the merge at each weight (0 and 1 always included) on the ``dev`` folders of ``tasks``
     (the trained ones) and ``workflow_task`` (the untrained one) under ``data_root``, with
-    :func:`helpers.evaluation.evaluate_model` (the fine-tuned model's per-task prompts, no cache).
+    :func:`helpers.evaluation.evaluate_model` (the fine-tuned model's per-task prompts; ``cache_dir``,
+    default none, an embedding cache: w = 1 has the fine-tuned model's weights bit for bit and w = 0
+    the base's, so a notebook that evaluated those already finds their documents there).
 
     ``max_seq_length`` maps a task to its encoding length (a notebook's workflow length, so the sweep
     chooses at the length the model is reported at); ``precision`` is the encoding precision."""
@@ -320,7 +322,8 @@ def merge_sweep(finetuned, base, weights: Sequence[float] | None, data_root: str
     for w in grid:
         merged = merge_with_base(finetuned, base, w)
         sweep.results[w] = {t: evaluate_model(merged, data_root, [t], [split], max_queries=max_queries, seed=seed,
-                                              max_seq_length=lengths.get(t), precision=precision)[split][t]
+                                              max_seq_length=lengths.get(t), precision=precision,
+                                              cache_dir=cache_dir)[split][t]
                             for t in tasks + [workflow_task]}
         del merged
     return sweep

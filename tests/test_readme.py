@@ -73,6 +73,10 @@ def test_toolkit_commands(tmp_path):
         if "--splits dev 'ood*'" in command:
             res = json.loads((clone / "runs" / "table.json").read_text())
             assert set(res["groups"]) == {"dev", "ood"} and len(res["groups"]["ood"]["folders"]) == 10
+        if "--config configs/multitask_catalog.yaml" in command:   # --max-steps wins over the profile's cap
+            log = json.loads((clone / "runs" / "multitask_catalog-smoke" / "train_log.json").read_text())
+            steps = int(re.search(r"--max-steps (\d+)", command).group(1))
+            assert log["resolved"]["recipe"] == "catalog" and log["training"]["global_step"] == steps
     for block in readme_python_blocks():
         r = subprocess.run([sys.executable, "-c", block], cwd=clone, capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(clone), "HF_HUB_OFFLINE": "1"}, timeout=600)

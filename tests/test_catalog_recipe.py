@@ -180,3 +180,74 @@ def test_a_catalog_missing_a_gold_object_or_a_prompt_fails_in_one_line(pairs, pr
         train_catalog(_fresh(), pairs, {"table": prompts["table"]}, _settings(), show_progress=False)
     with pytest.raises(DataError, match="field 'train_top_layers'"):
         train_catalog(_fresh(), pairs, prompts, _settings(top_layers=9), show_progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- the anchor term
+
+@pytest.fixture(scope="module")
+def anchors(tiny):
+    from helpers.tasks import TASKS, task_prompts
+    from helpers.training.anchor import load_anchor_texts
+
+    return load_anchor_texts(tiny, task_prompts({}, list(TASKS)))
+
+
+def _anchor_drift(model, base, anchors):
+    """mean(1 - cos) of the anchor texts between ``model`` and ``base``, as evaluation encodes them."""
+    from helpers.training.anchor import drift
+
+    out = []
+    for texts, prompt in ((anchors.requirements, anchors.query_prompt), (anchors.documents, anchors.document_prompt)):
+        kw = dict(prompt=prompt or None, convert_to_tensor=True)
+        out.append(float(drift(model.encode(texts, **kw), base.encode(texts, **kw))))
+    return sum(out) / 2
+
+
+@pytest.mark.slow
+def test_the_anchor_term_holds_the_workflow_texts_near_the_base_and_resumes_exactly(pairs, prompts, anchors,
+                                                                                  tmp_path):
+    cache, base = tmp_path / "layers", _fresh()
+    free = train_catalog(_fresh(), pairs, prompts, _settings(learning_rate=5e-4), cache_dir=cache,
+                         show_progress=False)
+    # off (weight 0) with the texts given is the run without them: same weights, records and resume key
+    off = train_catalog(_fresh(), pairs, prompts, _settings(learning_rate=5e-4), cache_dir=cache, anchors=anchors,
+                        show_progress=False)
+    a, b = _weights(free.model), _weights(off.model)
+    assert all(torch.equal(a[k], b[k]) for k in a) and free.log["records"] == off.log["records"]
+    assert off.log["anchor"] is None and "anchor_loss" not in off.log["records"][0]
+    s = _settings(learning_rate=5e-4, anchor_weight=100.0, anchor_batch=16, save_steps=2)
+    held = train_catalog(_fresh(), pairs, prompts, s, cache_dir=cache, anchors=anchors, show_progress=False)
+    rec = held.log["records"]
+    assert abs(rec[0]["anchor_loss"]) < 1e-5 and rec[-1]["anchor_loss"] > 0   # zero before the first update
+    assert held.log["anchor"] == {"weight": 100.0, "batch": 16, "length": 48, "flows": len(anchors.requirements),
+                                  "source": anchors.source}
+    d_free, d_held = _anchor_drift(free.model, base, anchors), _anchor_drift(held.model, base, anchors)
+    assert d_held < 0.5 * d_free, (d_held, d_free)
+    # resume with the anchor on: the uninterrupted run's weights and records
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(SimulatedKill):
+        train_catalog(_fresh(), pairs, prompts, s, cache_dir=cache, anchors=anchors, checkpoint_dir=ckpt,
+                      on_step=_stop_at(3), show_progress=False)
+    with pytest.raises(DataError, match=r"field 'anchor_weight'.*checkpoint of another run"):
+        train_catalog(_fresh(), pairs, prompts, _settings(learning_rate=5e-4, save_steps=2), cache_dir=cache,
+                      checkpoint_dir=ckpt, resume=True, show_progress=False)
+    resumed = train_catalog(_fresh(), pairs, prompts, s, cache_dir=cache, anchors=anchors, checkpoint_dir=ckpt,
+                            resume=True, show_progress=False)
+    h, r = _weights(held.model), _weights(resumed.model)
+    assert all(torch.equal(h[k], r[k]) for k in h) and resumed.log["records"] == rec
+    assert resumed.log["resumed_from_step"] == 2
+
+
+def _stop_at(step):
+    def stop(rec):
+        if rec["step"] == step:
+            raise SimulatedKill(f"step {step}")
+    return stop
+
+
+def test_an_anchor_weight_without_anchor_texts_or_below_zero_fails_in_one_line(pairs, prompts):
+    with pytest.raises(DataError, match=r"field 'anchor_weight'.*no anchor texts"):
+        train_catalog(_fresh(), pairs, prompts, _settings(anchor_weight=1.0), show_progress=False)
+    for change, field in (({"anchor_weight": -1.0}, "anchor_weight"), ({"anchor_batch": 0}, "anchor_batch")):
+        with pytest.raises(DataError, match=f"field '{field}'"):
+            _settings(**change).check()

@@ -3,6 +3,7 @@ data): it trains, saves a SentenceTransformer as the paper recipe does, resumes 
 weights, and refuses what it cannot run in one line."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,26 @@ def test_a_trainer_callback_is_refused_with_the_reason():
     seen = []
     _on_step([seen.append])({"step": 1})
     assert seen == [{"step": 1}] and _on_step([]) is None
+
+
+@pytest.mark.slow
+def test_the_anchor_term_reads_the_training_flows_logs_its_loss_and_is_on_the_card(tiny, tmp_path, cache):
+    from helpers.training.anchor import FLOWS_FILE
+    from helpers.training.trainer import train
+
+    kw = dict(profile="smoke", show_progress=False, evaluate=False)
+    log = train(_cfg(anchor_weight=10.0, anchor_batch=8, max_steps=2, save_steps=None), data_dir=tiny,
+                out_dir=tmp_path / "run", **kw).log
+    tr = log["training"]
+    anchor = tr["catalog"]["anchor"]
+    assert anchor["source"] == str(tiny / FLOWS_FILE) and (anchor["weight"], anchor["batch"]) == (10.0, 8)
+    assert 16 <= anchor["length"] <= 64   # the workflow texts' own fitted length, capped by the profile's
+    assert all("anchor_loss" in p for p in tr["loss_curve"])
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "anchor term of weight 10.0" in card and "8 workflow texts" in card
+    # the flows file is required, and only a dataset folder has one
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny / "train", bare / "train")   # the training pairs without the flows
+    with pytest.raises(DataError) as e:
+        train(_cfg(anchor_weight=1.0), data_dir=bare, out_dir=tmp_path / "bare-run", **kw)
+    assert str(bare / FLOWS_FILE) in str(e.value) and "\n" not in str(e.value)

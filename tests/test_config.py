@@ -95,12 +95,17 @@ def test_recipe_keys_are_checked_and_never_silently_ignored(tmp_path):
                        ({"recipe": "catalog", "cache_dtype": "fp16"}, "cache_dtype"),
                        ({"recipe": "catalog", "catalog_loss": "mean"}, "catalog_loss"),
                        ({"recipe": "catalog", "catalog_sample": 0}, "catalog_sample"),
-                       ({"recipe": "catalog", "layer_cache_dir": 3}, "layer_cache_dir")):
+                       ({"recipe": "catalog", "layer_cache_dir": 3}, "layer_cache_dir"),
+                       ({"recipe": "catalog", "anchor_weight": -0.5}, "anchor_weight"),
+                       ({"recipe": "catalog", "anchor_weight": "heavy"}, "anchor_weight"),
+                       ({"recipe": "catalog", "anchor_batch": 0}, "anchor_batch"),
+                       ({"recipe": "catalog", "anchor_batch": 2.5}, "anchor_batch")):
         with pytest.raises(DataError, match=f"field '{field}'"):
             TrainConfig.from_dict({"tasks": ["step"], **bad})
     # a catalog key under the paper recipe, a paper key under the catalog recipe: one line naming it
-    with pytest.raises(DataError, match=r"field 'catalog_loss'.*catalog recipe only"):
-        TrainConfig.from_dict({"tasks": ["step"], "catalog_loss": "sum"})
+    for key, value in (("catalog_loss", "sum"), ("anchor_weight", 1.0), ("anchor_batch", 8)):
+        with pytest.raises(DataError, match=fr"field '{key}'.*catalog recipe only"):
+            TrainConfig.from_dict({"tasks": ["step"], key: value})
     for key, value in (("hard_negatives", "bm25"), ("train_pairs", 640), ("mixing", "temperature"),
                        ("freeze_embeddings", False), ("eval_steps", 10)):
         with pytest.raises(DataError, match=fr"field '{key}'.*paper recipe only") as e:
@@ -109,6 +114,9 @@ def test_recipe_keys_are_checked_and_never_silently_ignored(tmp_path):
     ok = TrainConfig.from_dict({"tasks": ["step"], "recipe": "catalog", "train_pairs": "all", "eval_steps": 0,
                                 "catalog_sample": "1e2", "catalog_loss": "sum", "cache_lower_layers": "memory"})
     assert ok.catalog_sample == 100
+    anchored = TrainConfig.from_yaml(REPO / "configs" / "multitask_catalog_anchor.yaml")
+    assert anchored.recipe == "catalog" and anchored.anchor_weight > 0 and anchored.anchor_batch is None
+    assert TrainConfig.from_dict({"tasks": ["step"], "recipe": "catalog", "anchor_weight": "1e1"}).anchor_weight == 10.0
     # an inherited paper key is named with the file and line that set it
     (tmp_path / "c.yaml").write_text("extends: multitask\nrecipe: catalog\n")
     (tmp_path / "multitask.yaml").write_text((REPO / "configs" / "multitask.yaml").read_text())

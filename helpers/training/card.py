@@ -70,7 +70,17 @@ def recipe_line(cfg, prof, log: dict) -> str:
             f"every training query with all its gold objects scored against {scored} (multi-positive InfoNCE, "
             f"form `{res.get('catalog_loss')}`, scale {cfg.loss_scale}), batches of {res.get('batch_size')} query "
             f"groups of one task, {epochs} epoch(s) over every training pair, learning rate "
-            f"{cfg.learning_rate}.")
+            f"{cfg.learning_rate}.{anchor_sentence(cat.get('anchor'))}")
+
+
+def anchor_sentence(anchor: dict | None) -> str:
+    """Markdown: the anchor term the model was trained with (``helpers.training.anchor``), or nothing."""
+    if not anchor:
+        return ""
+    return (f" Trained with an anchor term of weight {anchor['weight']}: each step, {anchor['batch']} workflow "
+            f"texts of the {anchor['flows']} training flows (requirements and YAML, with the workflow prompts, "
+            f"cut at {anchor['length']} tokens) were held near the base model's embeddings, the loss adding "
+            f"{anchor['weight']} x mean(1 - cos(model, base)) (`helpers.training.anchor`).")
 
 
 def case_study_section(cfg, prof, prompts: dict, log: dict) -> str:

@@ -17,6 +17,9 @@ What a run does, and where it departs from the paper's recipe (in-batch MNRL ove
   the order of all batches (seeded by ``seed`` and the epoch), so the tasks are mixed in proportion to
   their group counts and every group is seen once per epoch (a task's last batch may be short: nothing is
   dropped).
+- **anchor (optional).** ``anchor_weight > 0`` adds ``anchor_weight x`` the drift of the untrained workflow
+  task's texts from the base's embeddings (:mod:`~helpers.training.anchor`): one way to keep what the base
+  knew, measured against merging with the base (issue 24). Off (0, the default), nothing changes.
 - **optimisation.** AdamW (no weight decay on biases and LayerNorm weights, as the Trainer does), linear
   warm-up and decay, gradient norm clipped at ``max_grad_norm`` (the Trainer's 1.0), optional bf16 autocast.
 
@@ -41,6 +44,7 @@ import numpy as np
 from helpers.io import DataError, atomic_write_bytes
 from helpers.training.catalog_data import (TaskCatalog, check_coverage, gold_matrix, other_gold_matrix, query_groups,
                                            sample_catalog, task_catalogs)
+from helpers.training.anchor import Anchor, AnchorTexts
 from helpers.training.catalog_loss import FORMS, catalog_scores, multi_positive_loss
 from helpers.training.layer_cache import LayerCache
 from helpers.training.split_encoder import SplitEncoder
@@ -70,6 +74,9 @@ class CatalogSettings:
     save_steps: int | None = None       # checkpoint every N steps (None: no checkpoints)
     save_total_limit: int = 2
     seed: int = 0
+    anchor_weight: float = 0.0          # anchor_weight: the anchor term's weight (0: off; helpers.training.anchor)
+    anchor_batch: int = 32              # anchor_batch: anchor texts per step
+    anchor_length: int | None = None    # training length of the anchor texts (None: max_seq_length)
 
     def check(self) -> "CatalogSettings":
         """One DataError line naming the field for a value the recipe cannot run with."""
@@ -77,7 +84,8 @@ class CatalogSettings:
             raise DataError(f"must be one of {', '.join(FORMS)}, got {self.loss_form!r}", field="catalog_loss")
         if self.precision not in PRECISIONS:
             raise DataError(f"must be fp32 or bf16, got {self.precision!r}", field="precision")
-        for name in ("batch_groups", "max_steps", "catalog_sample", "save_steps", "max_seq_length"):
+        for name in ("batch_groups", "max_steps", "catalog_sample", "save_steps", "max_seq_length", "anchor_batch",
+                     "anchor_length"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise DataError(f"must be a positive whole number, got {v!r}", field=name)
@@ -86,7 +94,13 @@ class CatalogSettings:
                 raise DataError(f"must be > 0, got {getattr(self, name)!r}", field=name)
         if not 0 <= self.warmup_ratio < 1:
             raise DataError(f"must be in [0, 1), got {self.warmup_ratio!r}", field="warmup_ratio")
+        if not self.anchor_weight >= 0:
+            raise DataError(f"must be >= 0, got {self.anchor_weight!r}", field="anchor_weight")
         return self
+
+
+#: The anchor settings of a run without the anchor term (what a checkpoint that predates them ran with).
+_ANCHOR_OFF = {k: getattr(CatalogSettings, k) for k in ("anchor_weight", "anchor_batch", "anchor_length")}
 
 
 @dataclass
@@ -114,6 +128,7 @@ class _State:
     records: list = field(default_factory=list)
     curve: list = field(default_factory=list)
     plan: tuple = (None, [])            # (epoch, its batches): computed once per epoch
+    anchor: Anchor | None = None        # with anchor_weight > 0
 
     def batch(self, step: int) -> tuple[str, list[int]]:
         """The batch of ``step`` (from 0): epoch ``step // per_epoch``'s batch ``step % per_epoch``."""
@@ -150,22 +165,32 @@ def _task_prompts(prompts: Mapping, task: str) -> tuple[str, str]:
 
 
 def _prepare(model, datasets: Mapping, prompts: Mapping, s: CatalogSettings, cache_dir, corpus, known,
-             progress: bool) -> _State:
-    """Split, groups, catalogs, every text's lower layers cached, the step count."""
+             anchors: AnchorTexts | None, progress: bool) -> _State:
+    """Split, groups, catalogs, every text's lower layers cached, the step count; with the anchor term, its
+    texts cached too and their base embeddings computed (before any step: the model is still the base)."""
     split = SplitEncoder(model, s.top_layers)
     groups = query_groups(datasets, known)
     catalogs = task_catalogs(datasets, corpus)
     check_coverage(groups, catalogs)
     caches: dict[int, LayerCache] = {}
+
+    def cache(length: int) -> LayerCache:
+        if length not in caches:
+            caches[length] = LayerCache(split, length, cache_dir, s.cache_dtype, progress=progress)
+        return caches[length]
+
     for task in groups:
         qp, dp = _task_prompts(prompts, task)
         length = int(s.task_lengths.get(task, s.max_seq_length))
-        if length not in caches:
-            caches[length] = LayerCache(split, length, cache_dir, s.cache_dtype, progress=progress)
-        caches[length].ensure([g.query for g in groups[task]], qp)
-        caches[length].ensure(catalogs[task].texts, dp)
+        cache(length).ensure([g.query for g in groups[task]], qp)
+        cache(length).ensure(catalogs[task].texts, dp)
     per_epoch, total = run_steps(groups, s)
-    return _State(s, split, groups, catalogs, prompts, caches, per_epoch, total)
+    state = _State(s, split, groups, catalogs, prompts, caches, per_epoch, total)
+    if s.anchor_weight > 0:
+        if anchors is None:
+            raise DataError("must be 0 when no anchor texts are given", field="anchor_weight")
+        state.anchor = Anchor(anchors, split, cache(s.anchor_length or s.max_seq_length), s.precision)
+    return state
 
 
 def _optimizer(state: _State) -> None:
@@ -205,15 +230,19 @@ def _step(state: _State, step: int) -> dict:
         objects = _embed(state, task, [catalog.texts[c] for c in columns], dp)
     loss = multi_positive_loss(catalog_scores(queries, objects, s.scale), gold_matrix(batch, columns, catalog),
                                s.loss_form, other_gold_matrix(batch, columns, catalog))
-    loss.backward()
+    anchor = state.anchor.loss(s.anchor_batch, s.seed, step) if state.anchor is not None else None
+    (loss if anchor is None else loss + s.anchor_weight * anchor).backward()
     params = state.split.top_parameters()
     torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
     lr = state.scheduler.get_last_lr()[0]
     state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
-    return {"step": step + 1, "task": task, "groups": len(batch), "pairs": sum(g.pairs for g in batch),
-            "catalog": len(columns), "loss": round(float(loss.detach()), 6), "learning_rate": lr}
+    record = {"step": step + 1, "task": task, "groups": len(batch), "pairs": sum(g.pairs for g in batch),
+              "catalog": len(columns), "loss": round(float(loss.detach()), 6), "learning_rate": lr}
+    if anchor is not None:   # the catalog loss stays "loss" (comparable with runs without the term)
+        record["anchor_loss"] = round(float(anchor.detach()), 8)
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -269,9 +298,10 @@ def _load_checkpoint(state: _State, folder: Path) -> int:
         raise DataError(f"unreadable checkpoint ({type(e).__name__}); delete it to resume from an earlier one",
                         file=path) from None
     want = run_key(state)
+    have = {**_ANCHOR_OFF, **ck["key"]}   # a checkpoint written before the anchor term existed ran without it
     for k in want:
-        if ck["key"].get(k) != want[k]:
-            raise DataError(f"checkpoint of another run: {k} is {ck['key'].get(k)!r} there, {want[k]!r} here; "
+        if have.get(k) != want[k]:
+            raise DataError(f"checkpoint of another run: {k} is {have.get(k)!r} there, {want[k]!r} here; "
                             "resume with the same settings and data or start a new run", file=path, field=k)
     params = dict(state.split.model.named_parameters())
     with torch.no_grad():
@@ -306,6 +336,7 @@ def _curve_point(state: _State, step: int, evaluate: Callable[[], dict], t0: flo
 
 def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogSettings | None = None, *,
                   cache_dir: str | Path | None = None, corpus: Mapping | None = None, known: Mapping | None = None,
+                  anchors: AnchorTexts | None = None,
                   checkpoint_dir: str | Path | None = None, resume: bool = False,
                   curve_steps: Sequence[int] = (), curve: Callable[[], dict] | None = None,
                   on_step: Callable[[dict], None] | None = None, show_progress: bool = True) -> CatalogResult:
@@ -317,7 +348,9 @@ def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogS
     the lower layers' states are kept on disk (None: memory only). ``corpus``: ``{task: {id: text}}``
     catalogs instead of the tasks' distinct positives. ``known``: the pairs before a frequency cap, whose
     gold objects the cap dropped are left out of the loss, not scored as negatives
-    (:func:`~helpers.training.catalog_data.query_groups`). ``curve()`` (-> ``{task: value}``) runs at
+    (:func:`~helpers.training.catalog_data.query_groups`). ``anchors``: the anchor term's texts
+    (:func:`~helpers.training.anchor.load_anchor_texts`; needed when ``settings.anchor_weight > 0``, whose
+    base embeddings are those of ``model`` as given). ``curve()`` (-> ``{task: value}``) runs at
     ``curve_steps`` (0: before training) and at the last step. ``on_step(record)`` runs after each step
     (and its checkpoint). Returns :class:`CatalogResult`.
     """
@@ -326,7 +359,7 @@ def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogS
 
     s = (settings or CatalogSettings()).check()
     t_start = time.perf_counter()
-    state = _prepare(model, datasets, prompts, s, cache_dir, corpus, known, show_progress)
+    state = _prepare(model, datasets, prompts, s, cache_dir, corpus, known, anchors, show_progress)
     cache_seconds = time.perf_counter() - t_start
     _optimizer(state)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -354,6 +387,15 @@ def train_catalog(model, datasets: Mapping, prompts: Mapping, settings: CatalogS
     return CatalogResult(model, _log(state, start, cache_seconds, train_seconds, eval_seconds))
 
 
+def _anchor_summary(state: _State) -> dict | None:
+    """The anchor term as it ran (None when off): weight, texts per step, length, source and size."""
+    if state.anchor is None:
+        return None
+    s, texts = state.settings, state.anchor.texts
+    return {"weight": s.anchor_weight, "batch": s.anchor_batch, "length": state.anchor.cache.max_length,
+            "flows": len(texts.requirements), "source": texts.source}
+
+
 def _log(state: _State, start: int, cache_seconds: float, train_seconds: float, eval_seconds: float) -> dict:
     """The run's log: settings, data counts, per-step records, the curve, cache counts and speed."""
     this_run = state.records[start:] if len(state.records) > start else []
@@ -365,6 +407,7 @@ def _log(state: _State, start: int, cache_seconds: float, train_seconds: float, 
             "pairs": {t: sum(g.pairs for g in gs) for t, gs in state.groups.items()},
             "catalog": {t: len(c) for t, c in state.catalogs.items()},
             "cut_layer": state.split.cut, "trainable_params": sum(p.numel() for p in state.split.top_parameters()),
+            "anchor": _anchor_summary(state),
             "cache": {str(n): dict(c.stats) for n, c in state.caches.items()},
             "records": state.records, "learning_curve": state.curve,
             "train_loss": float(np.mean([r["loss"] for r in state.records])) if state.records else float("nan"),

@@ -14,6 +14,14 @@ Config keys (:class:`~helpers.training.config.TrainConfig`; ``null`` takes the d
 ``cache_dtype`` [bf16]            storage of the cached states (``bf16`` or ``fp32``)
 ``catalog_sample`` [whole]        objects scored per step (the batch's gold ones always in)
 ``catalog_loss`` [each]           ``each`` or ``sum`` (:mod:`helpers.training.catalog_loss`)
+``anchor_weight`` [0: off]        weight of the anchor term holding the training flows' workflow texts near
+                                  the base's embeddings (:mod:`helpers.training.anchor`; needs ``--data``)
+``anchor_batch`` [32]             anchor texts per step, half requirements, half YAML
+
+The anchor texts are cut at their own fitted length (the rule the tasks' lengths follow, over the workflow
+prompts' requirements and YAML, capped by the profile's ``max_seq_length``), so the term holds the texts
+as far as the run's length allows evaluation's view of them: YAML flows are long, and a cut at a trained
+task's length would hold only their first lines.
 
 ``batch_size`` is query groups per step, ``loss_scale``, ``learning_rate``, ``warmup_ratio``,
 ``weight_decay``, ``precision``, ``save_steps``, ``curve_steps`` mean what they mean for the paper recipe.
@@ -51,6 +59,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from helpers.io import DataError
+from helpers.training.anchor import TASK as ANCHOR_TASK
+from helpers.training.anchor import AnchorTexts, load_anchor_texts
 from helpers.training.catalog_data import query_groups
 from helpers.training.catalog_recipe import CatalogSettings, latest_checkpoint_file, run_steps, train_catalog
 from helpers.training.layer_cache import FIELD as CACHE_FIELD
@@ -63,7 +73,7 @@ MIXING = "catalog: one task's query groups per batch, all tasks' batches shuffle
 #: What the card and the log's ``catalog`` block take from train_catalog's log.
 _CATALOG_KEYS = ("total_steps", "batches_per_epoch", "groups", "pairs", "catalog", "cut_layer", "cache",
                  "cache_seconds", "train_seconds", "curve_seconds", "groups_per_second", "seconds_per_epoch",
-                 "pairs_per_epoch")
+                 "pairs_per_epoch", "anchor")
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,7 @@ def catalog_steps(spec, used: dict) -> int:
     return run_steps(query_groups(used), _base_settings(spec))[1]
 
 
-def catalog_settings(spec, max_steps: int, enc) -> CatalogSettings:
+def catalog_settings(spec, max_steps: int, enc, anchor_length: int | None = None) -> CatalogSettings:
     """The config, profile and fitted lengths as :class:`CatalogSettings` (defaults for the ``null`` keys)."""
     cfg, s = spec.cfg, spec.settings
     return replace(_base_settings(spec), max_steps=max_steps, learning_rate=cfg.learning_rate,
@@ -123,7 +133,36 @@ def catalog_settings(spec, max_steps: int, enc) -> CatalogSettings:
                    loss_form=cfg.catalog_loss or CatalogSettings.loss_form, catalog_sample=cfg.catalog_sample,
                    max_seq_length=enc.seq_len, task_lengths=dict(enc.task_lens), precision=s.train_precision,
                    cache_dtype=cfg.cache_dtype or CatalogSettings.cache_dtype, save_steps=s.save_every(max_steps),
-                   save_total_limit=cfg.save_total_limit).check()
+                   save_total_limit=cfg.save_total_limit, anchor_weight=cfg.anchor_weight or 0.0,
+                   anchor_batch=cfg.anchor_batch or CatalogSettings.anchor_batch, anchor_length=anchor_length).check()
+
+
+def anchor_texts(spec, data, base) -> AnchorTexts | None:
+    """The anchor term's texts (None when it is off): the dataset folder's training flows only."""
+    if not spec.cfg.anchor_weight:
+        return None
+    if not isinstance(data.source, Path):
+        raise DataError("needs a dataset folder (--data) with flows/train.jsonl; --train-jsonl has no flows",
+                        field="anchor_weight")
+    return load_anchor_texts(data.source, base.prompts)
+
+
+def anchor_length(spec, base, anchors: AnchorTexts | None) -> int | None:
+    """The anchor texts' training length: the tasks' rule (:func:`~helpers.training.encoder.fit_max_seq_length`)
+    over the prompted requirements and YAML, or the profile's cap without ``fit_seq_length``."""
+    if anchors is None:
+        return None
+    cap = spec.settings.max_seq_length
+    if not spec.cfg.fit_seq_length:
+        return cap
+    from datasets import Dataset
+
+    from helpers.training.encoder import fit_max_seq_length
+
+    texts = {ANCHOR_TASK: Dataset.from_dict({"anchor": anchors.requirements, "positive": anchors.documents})}
+    prompts = {ANCHOR_TASK: {"anchor": anchors.query_prompt, "positive": anchors.document_prompt}}
+    report = fit_max_seq_length(base.model, texts, prompts, cap, spec.cfg.seq_len_percentile, seed=spec.cfg.seed)[1]
+    return report["per_task"][ANCHOR_TASK]
 
 
 def _on_step(callbacks):
@@ -147,14 +186,15 @@ def run_catalog(spec, data, base, mined, enc, resume: bool, evaluate: bool, call
     from helpers.training.callbacks import drop_if_empty
 
     on_step = _on_step(callbacks)
-    settings = catalog_settings(spec, data.max_steps, enc)
+    anchors = anchor_texts(spec, data, base)
+    settings = catalog_settings(spec, data.max_steps, enc, anchor_length(spec, base, anchors))
     out = prepare_out(spec, resume, latest=latest_checkpoint_file)
     base_eval, base_eval_seconds = base_evaluation(spec, data, base, out, evaluate)
     t0 = time.perf_counter()
     try:
         known = data.raw if spec.cfg.cap_per_positive else None   # a cap's dropped golds are not negatives
         result = train_catalog(base.model, mined.used, base.col_prompts, settings, cache_dir=cache_folder(spec.cfg),
-                               known=known,
+                               known=known, anchors=anchors,
                                checkpoint_dir=out.ckpt_dir, resume=out.resume_from is not None,
                                curve_steps=spec.cfg.curve_steps, curve=dev_sample_fn(spec, data, base),
                                on_step=on_step, show_progress=show_progress)
@@ -196,7 +236,7 @@ def training_record(cs: CatalogStage) -> dict:
         "steady": {"pairs_per_second": clog["pairs_per_second"], "groups_per_second": clog["groups_per_second"],
                    "seconds_per_step": clog["train_seconds"] / steps} if steps else None,
         "trainable_params": clog["trainable_params"], "train_loss": clog["train_loss"], "world_size": 1,
-        "loss_curve": [{"step": r["step"], "loss": r["loss"], "learning_rate": r["learning_rate"]} for r in records],
+        "loss_curve": [{k: r[k] for k in ("step", "loss", "anchor_loss", "learning_rate") if k in r} for r in records],
         "task_per_step": [r["task"] for r in records], "dev_curve": [],
         "learning_curve": clog["learning_curve"], "curve_seconds": clog["curve_seconds"],
         "catalog": {k: clog[k] for k in _CATALOG_KEYS}}

@@ -21,7 +21,8 @@ MIXINGS = ("proportional", "round_robin", "temperature")
 RECIPES = ("paper", "catalog")        # helpers.training.trainer (paper) or helpers.training.catalog_stage
 CACHE_PLACES = ("memory", "disk")
 #: Keys only the catalog recipe reads (``null``: its default); set with ``recipe: paper`` they are refused.
-CATALOG_ONLY = ("cache_lower_layers", "layer_cache_dir", "cache_dtype", "catalog_sample", "catalog_loss")
+CATALOG_ONLY = ("cache_lower_layers", "layer_cache_dir", "cache_dtype", "catalog_sample", "catalog_loss",
+                "anchor_weight", "anchor_batch")
 #: Keys only the paper recipe reads, and why the catalog recipe has no use for them; a value other than the
 #: default with ``recipe: catalog`` is refused (``train_pairs: all`` and ``eval_steps: 0`` say what it does).
 PAPER_ONLY = {
@@ -152,6 +153,8 @@ class TrainConfig:
     cache_dtype: str | None = None           # catalog: cached states stored "bf16" (null) or "fp32"
     catalog_sample: int | None = None        # catalog: objects scored per step (null: the whole catalog)
     catalog_loss: str | None = None          # catalog: "each" (null) or "sum" (helpers.training.catalog_loss)
+    anchor_weight: float | None = None       # catalog: the workflow anchor term's weight (null: 0, off)
+    anchor_batch: int | None = None          # catalog: anchor texts per step (null: 32)
     # frequency-based downsampling
     cap_per_positive: int | None = None
     cap_per_task: dict[str, int] | None = None
@@ -291,7 +294,7 @@ class TrainConfig:
             bad(f"hard_negatives must be null, 'model' or 'bm25', got {self.hard_negatives!r}", "hard_negatives")
         for name in ("cap_per_positive", "batch_size", "max_steps", "max_seq_length", "save_steps",
                      "max_eval_queries", "num_negatives", "save_total_limit", "train_pairs", "train_top_layers",
-                     "curve_queries", "catalog_sample"):
+                     "curve_queries", "catalog_sample", "anchor_batch"):
             v = getattr(self, name)
             if isinstance(v, int) and v < 1:
                 bad(f"{name} must be a positive integer{' or null' if number_fields()[name][1] else ''}, "
@@ -300,7 +303,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 bad(f"{name} must be > 0, got {v!r}", name)
-        for name in ("weight_decay", "hn_range_min", "eval_steps"):
+        for name in ("weight_decay", "hn_range_min", "eval_steps", "anchor_weight"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 bad(f"{name} must be >= 0, got {v!r}", name)

@@ -46,6 +46,9 @@ class Profile:
     catalog_max_batch: int | None = None
     # notebook 03: the caps K of the downsampling ablation
     ablation_caps: tuple[int, ...] = (5, 20, 50)
+    # notebook 06: the merge weights swept on dev (None: helpers.merge.DEFAULT_WEIGHTS, six of them); smoke
+    # sweeps three, the sweep being most of the notebook's time there
+    merge_weights: tuple[float, ...] | None = None
     # notebooks 04 and 06: the OOD splits evaluated (each costs a full encoding of its corpora)
     ood_splits: tuple[str, ...] = OOD_SPLITS
     # numerics: dense encoding in the notebooks ("fp32", "bf16", "int8"; helpers.precision) and the
@@ -63,7 +66,8 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_flows=300, dev_flows=40, ood_flows=15, max_eval_queries=40,
                      train_pairs=64, batch_size=16, epochs=1, max_seq_length=64, eval_steps=None,
                      base_model="minilm-l6", ablation_caps=(20,), ood_splits=("ood01", "ood07"),
-                     catalog_max_steps=8, catalog_max_batch=16),
+                     catalog_max_steps=8, catalog_max_batch=16,
+                     merge_weights=(0.0, 0.5, 1.0)),
     # Measured here (quiet machine, full batches, native bf16): a 60-step me5-small run of 1,920 pairs takes
     # 1.5-5 minutes by task (fields are short, steps long), a 180-step multi-task run about 11; the
     # case study trains 12 models, 53 minutes of training in all (fp32: about 100).

@@ -87,12 +87,15 @@ def drift(current, base):
 class Anchor:
     """The anchor texts cached, their base embeddings, and the term for a step (:meth:`loss`)."""
 
-    def __init__(self, texts: AnchorTexts, split, cache, precision: str, batch: int = 64):
+    def __init__(self, texts: AnchorTexts, split, cache, precision: str):
+        import torch
+
         self.texts, self.split, self.cache, self.precision = texts, split, cache, precision
         self.sides = ((texts.requirements, texts.query_prompt), (texts.documents, texts.document_prompt))
         for side, prompt in self.sides:
             cache.ensure(side, prompt)
-        self.base = [self._base(side, prompt, batch) for side, prompt in self.sides]
+        with torch.no_grad():   # SplitEncoder.top runs the texts in chunks of similar length itself
+            self.base = [self._encode(side, prompt).float() for side, prompt in self.sides]
 
     def _encode(self, texts, prompt: str):
         """Top layers on the cached states of ``texts``, in eval mode under the run's autocast."""
@@ -106,12 +109,6 @@ class Anchor:
                 return self.split.top(self.cache.states(texts, prompt), self.cache.prompt_length(prompt))
         finally:
             model.train(was_training)
-
-    def _base(self, texts, prompt: str, batch: int):
-        import torch
-
-        with torch.no_grad():
-            return torch.cat([self._encode(texts[i:i + batch], prompt).float() for i in range(0, len(texts), batch)])
 
     def loss(self, batch: int, seed: int, step: int):
         """The term of ``step``: :func:`drift` over its sampled texts, both sides together."""

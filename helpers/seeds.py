@@ -51,8 +51,8 @@ def base_encoder(profile: str) -> str:
     return get_profile(profile).base_model or TrainConfig.from_yaml(REPO / "configs" / f"{MULTI}.yaml").base_model
 
 
-def evaluate_seeds(profile: str, seeds: Sequence[int], progress: bool = True) -> tuple[dict, dict]:
-    """Train (or re-use) every headline model at each seed and evaluate it with BM25 and the base.
+def evaluate_seeds(profile: str, seeds: Sequence[int], base: str, progress: bool = True) -> tuple[dict, dict]:
+    """Train (or re-use) every headline model at each seed and evaluate it with BM25 and ``base``.
     Returns ``(grid, splits)``: rows :func:`~helpers.experiments.seed_name` ``(model, seed)``, ``"bm25"``
     and the base; ``splits`` is ``{"dev": [...], "ood": [...]}``. A single-task model is evaluated on its
     own task only."""
@@ -67,8 +67,7 @@ def evaluate_seeds(profile: str, seeds: Sequence[int], progress: bool = True) ->
     every = splits["dev"] + splits["ood"]
     factory = RetrieverFactory(precision=prof.precision)
     common = dict(max_queries=prof.max_eval_queries, factory=factory, progress=progress)
-    grids = [evaluate_grid({"bm25": "bm25", base_encoder(profile): base_encoder(profile)}, data_dir,
-                           TRAIN_TASKS, every, **common)]
+    grids = [evaluate_grid({"bm25": "bm25", base: base}, data_dir, TRAIN_TASKS, every, **common)]
     for seed in seeds:
         for config in HEADLINE:
             path, _ = trained_model(config, profile, data_dir, seed=seed, show_progress=progress)
@@ -134,11 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = sorted(set(args.seeds))
     out = check_output_file(args.out or default_out(args.profile), overwrite=args.overwrite, creator=CREATOR)
     apply_threads(args.threads)
-    grid, splits = evaluate_seeds(args.profile, seeds)
+    base = base_encoder(args.profile)
+    grid, splits = evaluate_seeds(args.profile, seeds, base)
     report = {"created_by": CREATOR, "profile": args.profile, "data_seed": 0, "seeds": seeds, "splits": splits,
-              "base": base_encoder(args.profile),
+              "base": base,
               "command": f"python -m helpers.seeds --profile {args.profile} --seeds {' '.join(map(str, seeds))}",
-              **summarise(grid, splits, seeds, base_encoder(args.profile))}
+              **summarise(grid, splits, seeds, base)}
     atomic_write_json(out, report)
     print(f"wrote {out}")
     return 0
